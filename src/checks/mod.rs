@@ -1,0 +1,178 @@
+//! Checks: pure functions from snapshots to findings. A check never prints,
+//! writes, signals or exits; a problem with one file becomes a finding or an
+//! `unknown`, never an aborted run.
+
+mod daemon;
+mod dump;
+mod pidfiles;
+mod processes;
+
+use crate::findings::{CheckId, CheckResult, CheckStatus, Finding};
+use crate::home::HomeSnapshot;
+use crate::ownership::{HomeMatcher, Membership};
+use crate::pm2cli::Pm2Cli;
+use crate::probe::ProbeOutcome;
+use crate::process::ProcessSnapshot;
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+/// What the probes saw. Gathered before the checks run (probing is I/O).
+#[derive(Clone, Debug)]
+pub struct DaemonView {
+    /// `None` when no check that needs it was selected.
+    pub rpc: Option<ProbeOutcome>,
+    pub publ: Option<ProbeOutcome>,
+}
+
+/// Everything a check may look at.
+pub struct Context<'a> {
+    pub home: &'a HomeSnapshot,
+    pub procs: &'a ProcessSnapshot,
+    pub membership: &'a Membership,
+    pub matcher: &'a HomeMatcher,
+    pub daemon: &'a DaemonView,
+    pub cli: Option<&'a Pm2Cli>,
+    pub now: SystemTime,
+}
+
+impl Context<'_> {
+    /// Pids the daemon itself reported as its apps (when it answered).
+    pub fn reported_pids(&self) -> HashSet<u32> {
+        match &self.daemon.rpc {
+            Some(ProbeOutcome::Answered(r)) => r
+                .apps
+                .iter()
+                .flatten()
+                .filter_map(|a| a.live_pid())
+                .collect(),
+            _ => HashSet::new(),
+        }
+    }
+}
+
+/// Collects findings and per-check notes while the families run.
+#[derive(Default)]
+pub struct Sink {
+    findings: Vec<Finding>,
+    unknown: BTreeMap<CheckId, Vec<String>>,
+    skipped: BTreeMap<CheckId, String>,
+}
+
+impl Sink {
+    pub fn push(&mut self, f: Finding) {
+        self.findings.push(f);
+    }
+
+    /// The check could not finish for (part of) its subject.
+    pub fn unknown(&mut self, id: CheckId, reason: impl Into<String>) {
+        self.unknown.entry(id).or_default().push(reason.into());
+    }
+
+    /// The check does not apply.
+    pub fn skip(&mut self, id: CheckId, reason: impl Into<String>) {
+        self.skipped.entry(id).or_insert_with(|| reason.into());
+    }
+}
+
+/// The checks' verdict over one home.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub results: Vec<CheckResult>,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs every check family and keeps the selected ids.
+pub fn run(ctx: &Context, selected: &dyn Fn(CheckId) -> bool) -> Verdict {
+    let mut sink = Sink::default();
+    if !ctx.home.exists || ctx.home.not_a_dir {
+        let what = if ctx.home.not_a_dir {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        sink.push(
+            Finding::new(
+                CheckId::HomeMissing,
+                format!(
+                    "No PM2 home at {}: it {what}, so there is nothing to diagnose",
+                    ctx.home.paths.home.display()
+                ),
+                crate::findings::Fix::new(
+                    "none",
+                    crate::findings::Safety::Manual,
+                    "nothing to fix; pass --home DIR or set PM2_HOME if PM2 runs with another home",
+                ),
+            )
+            .with("home", ctx.home.paths.home.display().to_string())
+            .with(
+                "resolved_from",
+                serde_json::to_value(ctx.home.paths.source).unwrap_or_default(),
+            ),
+        );
+        for id in CheckId::ALL
+            .iter()
+            .filter(|id| **id != CheckId::HomeMissing)
+        {
+            sink.skip(*id, "no PM2 home");
+        }
+    } else {
+        daemon::check(ctx, &mut sink);
+        pidfiles::check(ctx, &mut sink);
+        dump::check(ctx, &mut sink);
+        processes::check(ctx, &mut sink);
+    }
+    finish(sink, selected)
+}
+
+fn finish(sink: Sink, selected: &dyn Fn(CheckId) -> bool) -> Verdict {
+    let findings: Vec<Finding> = sink
+        .findings
+        .into_iter()
+        .filter(|f| selected(f.check))
+        .collect();
+    let results = CheckId::ALL
+        .iter()
+        .map(|&id| {
+            let (status, reason) = if !selected(id) {
+                (CheckStatus::Skipped, Some("not selected".to_string()))
+            } else if let Some(r) = sink.skipped.get(&id) {
+                (CheckStatus::Skipped, Some(r.clone()))
+            } else if findings.iter().any(|f| f.check == id) {
+                (
+                    CheckStatus::Problem,
+                    sink.unknown.get(&id).map(|v| v.join("; ")),
+                )
+            } else if let Some(r) = sink.unknown.get(&id) {
+                (CheckStatus::Unknown, Some(r.join("; ")))
+            } else {
+                (CheckStatus::Ok, None)
+            };
+            CheckResult { id, status, reason }
+        })
+        .collect();
+    Verdict { results, findings }
+}
+
+/// Checks that need the daemon probe: the others run without touching it.
+pub fn needs_probe(id: CheckId) -> bool {
+    matches!(
+        id,
+        CheckId::DaemonUnresponsive
+            | CheckId::DaemonVersionMismatch
+            | CheckId::SocketStale
+            | CheckId::ProcessOrphan
+    )
+}
+
+/// Human-readable "n seconds/minutes ago" for evidence.
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn iso(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}

@@ -1,0 +1,132 @@
+//! The command line, and nothing else: clap types are turned into a plain
+//! [`Config`](crate::config::Config) before any work starts.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pm2-doctor",
+    version,
+    about = "Diagnose and repair a broken PM2 home without hanging",
+    long_about = "Diagnose and repair a broken PM2 home without hanging.\n\n\
+        pm2-doctor reads the PM2 home and the OS process table directly. It never runs \
+        the pm2 CLI to inspect, never spawns a daemon, and bounds every probe with a deadline.",
+    after_help = "Exit codes are summed (fsck style): 0 healthy, 4 error-severity problems, \
+        8 a check could not complete, 16 usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect a PM2 home read-only and explain every problem with evidence and a fix
+    Diagnose(DiagnoseArgs),
+    /// List every check with its id, severity and a one-line description
+    Checks(ChecksArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct HomeArgs {
+    /// PM2 home to inspect [default: $OVER_HOME, $PM2_HOME, then ~/.pm2, as PM2 resolves it]
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    /// Deadline for each daemon or socket probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Run only these checks (repeatable; see `pm2-doctor checks`)
+    #[arg(long, value_name = "ID")]
+    pub only: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Show the evidence behind every finding
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Count warnings as errors in the exit code
+    #[arg(long)]
+    pub strict: bool,
+
+    /// When to use colour (NO_COLOR is honoured in auto mode)
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The pm2 CLI to compare versions with [default: the first pm2 on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub pm2: Option<PathBuf>,
+
+    /// Read the process table from a JSON snapshot instead of the OS (replaying
+    /// a captured incident, or a fixture)
+    #[arg(long, value_name = "FILE")]
+    pub process_snapshot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChecksArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.05..=600.0).contains(&secs) {
+        return Err("the timeout must be between 0.05 and 600 seconds".into());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeout_bounds() {
+        assert!(parse_secs("2").is_ok());
+        assert!(parse_secs("0.5").is_ok());
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("nan").is_err());
+        assert!(parse_secs("1e9").is_err());
+    }
+}

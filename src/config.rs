@@ -1,0 +1,65 @@
+//! The plain settings a run works from, built from the command line and the
+//! environment once, so everything after this point is testable without clap.
+
+use crate::cli::{ColorChoice, DiagnoseArgs, Format};
+use crate::findings::CheckId;
+use crate::home::{EnvMap, Platform, Pm2Paths};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub paths: Pm2Paths,
+    pub timeout: Duration,
+    /// `None` runs every check.
+    pub only: Option<BTreeSet<CheckId>>,
+    pub format: Format,
+    pub verbose: bool,
+    pub strict: bool,
+    pub color: ColorChoice,
+    pub pm2_bin: Option<PathBuf>,
+    pub path_var: Option<String>,
+    pub process_snapshot: Option<PathBuf>,
+    pub platform: Platform,
+}
+
+impl Config {
+    pub fn from_args(args: &DiagnoseArgs, env: &EnvMap) -> Result<Config, String> {
+        let only = if args.only.is_empty() {
+            None
+        } else {
+            Some(
+                args.only
+                    .iter()
+                    .flat_map(|s| s.split(','))
+                    .map(|s| s.trim().parse::<CheckId>())
+                    .collect::<Result<BTreeSet<_>, _>>()?,
+            )
+        };
+        let platform = Platform::current();
+        // os.homedir() on Unix is $HOME even when empty (then PM2 falls back
+        // to /etc/.pm2); only an unset HOME goes to the password database.
+        let home_dir = match (platform, env.get("HOME")) {
+            (Platform::Unix, Some(h)) => Some(PathBuf::from(h)),
+            _ => dirs::home_dir(),
+        };
+        Ok(Config {
+            paths: Pm2Paths::resolve(args.home.home.as_deref(), env, home_dir, platform),
+            timeout: args.timeout,
+            only,
+            format: args.format,
+            verbose: args.verbose,
+            strict: args.strict,
+            color: args.color,
+            pm2_bin: args.pm2.clone(),
+            path_var: env.get("PATH").cloned(),
+            process_snapshot: args.process_snapshot.clone(),
+            platform,
+        })
+    }
+
+    pub fn selected(&self, id: CheckId) -> bool {
+        self.only.as_ref().is_none_or(|s| s.contains(&id))
+    }
+}

@@ -1,0 +1,163 @@
+//! One diagnosis run: snapshots in, a [`Diagnosis`] out. Used by the
+//! `diagnose` command and, later, by repair to plan and to re-check.
+
+use crate::checks::{self, Context, DaemonView, Verdict};
+use crate::config::Config;
+use crate::findings::{CheckStatus, Severity};
+use crate::home::{HomeSnapshot, Pm2Paths};
+use crate::ownership::{HomeMatcher, Membership};
+use crate::pm2cli::{self, Pm2Cli};
+use crate::probe::{self, ProbeOutcome};
+use crate::process::{FileSource, ProcessSource, SystemSource};
+use serde::Serialize;
+use std::time::{Instant, SystemTime};
+
+/// Restart counts per app, for monitoring output.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AppStat {
+    pub name: String,
+    pub pm_id: Option<u64>,
+    pub status: Option<String>,
+    pub restarts: Option<u64>,
+    /// `daemon` (live getMonitorData) or `dump` (saved state).
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct Diagnosis {
+    pub paths: Pm2Paths,
+    pub verdict: Verdict,
+    pub daemon: DaemonView,
+    /// Live daemons of this home.
+    pub daemon_pids: Vec<u32>,
+    pub apps: Vec<AppStat>,
+    pub cli: Option<Pm2Cli>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_ms: u64,
+}
+
+/// Exit-code bits, summed like fsck's.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const PROBLEMS: i32 = 4;
+    pub const INCOMPLETE: i32 = 8;
+    pub const USAGE: i32 = 16;
+}
+
+impl Diagnosis {
+    pub fn exit_code(&self, strict: bool) -> i32 {
+        let mut code = exit::OK;
+        let counts = |f: &&crate::findings::Finding| {
+            f.severity == Severity::Error || (strict && f.severity == Severity::Warning)
+        };
+        if self.verdict.findings.iter().any(|f| counts(&f)) {
+            code += exit::PROBLEMS;
+        }
+        let incomplete = self.verdict.results.iter().any(|r| {
+            r.status == CheckStatus::Unknown
+                || (r.status == CheckStatus::Problem && r.reason.is_some())
+        });
+        if incomplete {
+            code += exit::INCOMPLETE;
+        }
+        code
+    }
+
+    pub fn count(&self, sev: Severity) -> usize {
+        self.verdict
+            .findings
+            .iter()
+            .filter(|f| f.severity == sev)
+            .count()
+    }
+}
+
+/// Runs every selected check against the home in `cfg`. Reads only.
+pub fn run(cfg: &Config) -> anyhow::Result<Diagnosis> {
+    let clock = Instant::now();
+    let started_at = chrono::Utc::now();
+    let home = HomeSnapshot::read(&cfg.paths);
+    let procs = match &cfg.process_snapshot {
+        Some(file) => FileSource(file).snapshot()?,
+        None => SystemSource.snapshot()?,
+    };
+    let matcher = HomeMatcher::new(&cfg.paths.home);
+    let membership = Membership::compute(&procs, &matcher);
+    let want_probe = home.exists && checks_need_probe(cfg);
+    let daemon = if want_probe {
+        // Both endpoints are probed at once so the worst case is one deadline.
+        let (rpc_ep, pub_ep, t) = (cfg.paths.rpc.clone(), cfg.paths.publ.clone(), cfg.timeout);
+        let publ = std::thread::spawn(move || probe::connect_only(&pub_ep, t));
+        let rpc = probe::probe(&rpc_ep, t);
+        let publ = publ.join().unwrap_or(ProbeOutcome::Failed {
+            error: "pub.sock probe thread panicked".into(),
+        });
+        DaemonView {
+            rpc: Some(rpc),
+            publ: Some(publ),
+        }
+    } else {
+        DaemonView {
+            rpc: None,
+            publ: None,
+        }
+    };
+    let cli = pm2cli::locate(cfg.pm2_bin.as_deref(), cfg.path_var.as_deref());
+    let ctx = Context {
+        home: &home,
+        procs: &procs,
+        membership: &membership,
+        matcher: &matcher,
+        daemon: &daemon,
+        cli: cli.as_ref(),
+        now: SystemTime::now(),
+    };
+    let verdict = checks::run(&ctx, &|id| cfg.selected(id));
+    let apps = app_stats(&home, &daemon);
+    Ok(Diagnosis {
+        paths: cfg.paths.clone(),
+        verdict,
+        daemon_pids: membership.daemons.clone(),
+        daemon,
+        apps,
+        cli,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+    })
+}
+
+fn checks_need_probe(cfg: &Config) -> bool {
+    crate::findings::CheckId::ALL
+        .iter()
+        .any(|id| cfg.selected(*id) && checks::needs_probe(*id))
+}
+
+fn app_stats(home: &HomeSnapshot, daemon: &DaemonView) -> Vec<AppStat> {
+    if let Some(ProbeOutcome::Answered(r)) = &daemon.rpc {
+        if let Some(apps) = &r.apps {
+            return apps
+                .iter()
+                .map(|a| AppStat {
+                    name: a.name.clone().unwrap_or_default(),
+                    pm_id: a.pm_id,
+                    status: a.pm2_env.status.clone(),
+                    restarts: a.pm2_env.restart_time,
+                    source: "daemon",
+                })
+                .collect();
+        }
+    }
+    home.dump
+        .apps()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !e.not_an_object)
+        .map(|e| AppStat {
+            name: e.name.clone().unwrap_or_default(),
+            pm_id: None,
+            status: e.status.clone(),
+            restarts: e.restart_time,
+            source: "dump",
+        })
+        .collect()
+}
