@@ -67,8 +67,9 @@ fn write_diagnosis(cfg: &config::Config, d: &diagnose::Diagnosis, code: i32) -> 
     match cfg.format {
         Format::Human => report::human::render(&mut out, d, cfg.verbose)?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &report::json::document(d, code))?;
-            writeln!(out)?;
+            // Serialised first so a closed pipe surfaces as an io::Error.
+            let text = serde_json::to_string_pretty(&report::json::document(d, code))?;
+            writeln!(out, "{text}")?;
         }
         Format::Prometheus => out.write_all(report::prometheus::render(d, code).as_bytes())?,
     }
@@ -90,8 +91,8 @@ fn list_checks(format: ListFormat) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            serde_json::to_writer_pretty(&mut out, &list)?;
-            writeln!(out)?;
+            let text = serde_json::to_string_pretty(&list)?;
+            writeln!(out, "{text}")?;
         }
         ListFormat::Human => {
             for c in findings::CheckId::ALL {

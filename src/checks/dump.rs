@@ -281,7 +281,7 @@ fn entries_checks(
                 _ => None,
             };
             if let Some(h) = env_home.or_else(|| e.pm2_home.clone()) {
-                if !ctx.matcher.matches(&h) {
+                if !other_platform_path(&h) && !ctx.matcher.matches(&h) {
                     return Some((i, e, format!("PM2_HOME is {h}")));
                 }
             }
@@ -314,6 +314,23 @@ fn entries_checks(
     secrets(ctx, sink, path, meta, entries);
 }
 
+/// A path written on the other OS family (a Windows home copied to Linux for
+/// analysis, or the reverse) cannot be compared with this home, so it is
+/// neither evidence of a foreign home nor of this one.
+fn other_platform_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    let windows_style = (b.len() >= 3
+        && b[0].is_ascii_alphabetic()
+        && b[1] == b':'
+        && matches!(b[2], b'\\' | b'/'))
+        || p.starts_with("\\\\");
+    if cfg!(windows) {
+        p.starts_with('/')
+    } else {
+        windows_style
+    }
+}
+
 fn secrets(_ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entries: &[DumpEntry]) {
     let id = CheckId::DumpSecretsExposed;
     let Some(mode) = meta.mode else {
@@ -342,8 +359,13 @@ fn secrets(_ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entrie
         Finding::new(
             id,
             format!(
-                "dump.pm2 is readable by other users (mode {mode:o}) and stores {} that look like secrets",
-                counted(keys.len(), "environment key")
+                "dump.pm2 is readable by other users (mode {mode:o}) and stores {} named like {}",
+                counted(keys.len(), "environment key"),
+                if keys.len() == 1 {
+                    "a secret"
+                } else {
+                    "secrets"
+                }
             ),
             Fix::new(
                 "tighten-dump-permissions",
@@ -429,6 +451,25 @@ fn backup(ctx: &Context, sink: &mut Sink) {
                     meta,
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_platform_path;
+
+    #[test]
+    fn recognises_paths_of_the_other_os() {
+        if cfg!(windows) {
+            assert!(other_platform_path("/home/u/.pm2"));
+            assert!(!other_platform_path(r"C:\Users\u\.pm2"));
+        } else {
+            assert!(other_platform_path(r"C:\Users\u\.pm2"));
+            assert!(other_platform_path("c:/Users/u/.pm2"));
+            assert!(other_platform_path(r"\\server\share\.pm2"));
+            assert!(!other_platform_path("/home/u/.pm2"));
+            assert!(!other_platform_path("relative/.pm2"));
         }
     }
 }

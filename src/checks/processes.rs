@@ -3,6 +3,7 @@
 use super::daemon::with_process;
 use super::{Context, Sink};
 use crate::findings::{CheckId, Finding, Fix, Safety};
+use crate::ownership::Evidence;
 use crate::probe::ProbeOutcome;
 
 pub fn check(ctx: &Context, sink: &mut Sink) {
@@ -23,7 +24,18 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
             continue;
         };
         let env = p.env.as_ref();
-        let app = env.and_then(|e| e.name.clone());
+        // A grandchild with a scrubbed environment is named after the app
+        // whose session or parent chain it belongs to.
+        let related = match m.evidence {
+            Evidence::DescendantOf { pid } | Evidence::SessionOf { pid } => Some(pid),
+            Evidence::Environment => None,
+        };
+        let app = env.and_then(|e| e.name.clone()).or_else(|| {
+            related
+                .and_then(|r| ctx.procs.get(r))
+                .and_then(|r| r.env.as_ref())
+                .and_then(|e| e.name.clone())
+        });
         let ports = if p.listen_ports.is_empty() {
             String::new()
         } else {

@@ -151,11 +151,10 @@ impl ProcInfo {
 }
 
 /// A processes-as-of-now view. Owned data: no OS handle escapes it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct ProcessSnapshot {
     pub procs: BTreeMap<u32, ProcInfo>,
     /// Our own pid: never a candidate for anything.
-    #[serde(default)]
     pub self_pid: u32,
 }
 
@@ -207,25 +206,34 @@ pub trait ProcessSource {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot>;
 }
 
-/// Replays a snapshot saved as JSON (`--process-snapshot`): fixtures, support
-/// bundles and unit tests.
+/// Replays a snapshot saved as JSON (`--process-snapshot`): fixtures,
+/// captured incidents and unit tests. The file is
+/// `{"self_pid": N, "processes": [ProcInfo, ...]}` or a bare list.
 pub struct FileSource<'a>(pub &'a Path);
 
 impl ProcessSource for FileSource<'_> {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot> {
         use anyhow::Context;
-        let bytes = std::fs::read(self.0)
+        let (bytes, truncated) = crate::home::read_capped(self.0, 256 * 1024 * 1024)
             .with_context(|| format!("cannot read process snapshot {}", self.0.display()))?;
+        anyhow::ensure!(!truncated, "{} is larger than 256 MiB", self.0.display());
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Doc {
-            Snapshot(ProcessSnapshot),
+            Listed {
+                processes: Vec<ProcInfo>,
+                #[serde(default)]
+                self_pid: u32,
+            },
             List(Vec<ProcInfo>),
         }
         let doc: Doc = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a process snapshot", self.0.display()))?;
         Ok(match doc {
-            Doc::Snapshot(s) => s,
+            Doc::Listed {
+                processes,
+                self_pid,
+            } => ProcessSnapshot::from_list(processes, self_pid),
             Doc::List(l) => ProcessSnapshot::from_list(l, 0),
         })
     }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check a change must pass, on a fresh machine that has only Rust
+# and Node.js/npm: installs the pinned PM2 the integration tests drive, then
+# formatting, lints and the whole test suite (unit, fixture homes, real PM2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "installing the pinned PM2 into tests/pm2 (npm ci)"
+(cd tests/pm2 && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (real-PM2 tests serialise themselves)"
+cargo test --locked --all-targets

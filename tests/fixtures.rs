@@ -1,0 +1,326 @@
+//! Every fixture home in `testdata/homes/<scenario>/` diagnosed through the
+//! real binary with a replayed process table (`processes.json`): explicit
+//! expectations from `scenario.json`, plus a JSON snapshot of the whole
+//! report so any change in wording or evidence is reviewed.
+//!
+//! A scenario directory holds `home/` (the PM2 home), optional `apps/`,
+//! `processes.json` and `scenario.json`. Unless `"copy": false`, it is copied
+//! into a temp dir with `{{ROOT}}` replaced by the copy's path, then
+//! `chmod`, `symlinks` and `stale_sockets` from `scenario.json` are applied
+//! (git cannot store sockets or modes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir("testdata/homes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("scenario.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_templated(from: &Path, to: &Path, root: &str) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+            copy_templated(&entry.path(), &dest, root);
+        } else {
+            let bytes = fs::read(entry.path()).unwrap();
+            let out = match String::from_utf8(bytes) {
+                Ok(text) => text.replace("{{ROOT}}", root).into_bytes(),
+                Err(e) => e.into_bytes(),
+            };
+            fs::write(&dest, out).unwrap();
+        }
+    }
+}
+
+struct Prepared {
+    _tmp: Option<tempfile::TempDir>,
+    root: PathBuf,
+    spec: Value,
+}
+
+fn prepare(dir: &Path) -> Prepared {
+    let spec: Value =
+        serde_json::from_slice(&fs::read(dir.join("scenario.json")).unwrap()).unwrap();
+    if spec["copy"] == Value::Bool(false) {
+        return Prepared {
+            _tmp: None,
+            root: dir.to_path_buf(),
+            spec,
+        };
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("s");
+    fs::create_dir_all(&root).unwrap();
+    copy_templated(dir, &root, root.to_str().unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(modes) = spec["chmod"].as_object() {
+            for (rel, mode) in modes {
+                let m = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
+                fs::set_permissions(root.join(rel), fs::Permissions::from_mode(m)).unwrap();
+            }
+        }
+        if let Some(links) = spec["symlinks"].as_object() {
+            for (rel, target) in links {
+                std::os::unix::fs::symlink(target.as_str().unwrap(), root.join(rel)).unwrap();
+            }
+        }
+        for rel in spec["stale_sockets"].as_array().into_iter().flatten() {
+            // Bound then dropped: the file a SIGKILLed daemon leaves behind.
+            drop(std::os::unix::net::UnixListener::bind(root.join(rel.as_str().unwrap())).unwrap());
+        }
+    }
+    Prepared {
+        _tmp: Some(tmp),
+        root,
+        spec,
+    }
+}
+
+fn diagnose(p: &Prepared, extra: &[&str]) -> (i32, Value, String) {
+    let home = p.root.join("home");
+    let out = Command::cargo_bin("pm2-doctor")
+        .unwrap()
+        .env_clear()
+        .env("HOME", p.root.as_os_str())
+        .args(["diagnose", "--timeout", "0.5", "--home"])
+        .arg(&home)
+        .arg("--process-snapshot")
+        .arg(p.root.join("processes.json"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json = if extra.contains(&"json") {
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    } else {
+        Value::Null
+    };
+    (code, json, stdout)
+}
+
+/// Replaces what varies between runs and machines.
+fn normalise(v: &mut Value, root: &str) {
+    match v {
+        Value::String(s) => *s = s.replace(root, "[ROOT]"),
+        Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, root)),
+        Value::Object(o) => {
+            for key in [
+                "started_at",
+                "duration_ms",
+                "file_mtime",
+                "mtime",
+                "elapsed_ms",
+                "waited_ms",
+            ] {
+                if o.contains_key(key) {
+                    o.insert(key.into(), Value::String(format!("[{key}]")));
+                }
+            }
+            o.values_mut().for_each(|x| normalise(x, root));
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_fixture_matches_its_expectations() {
+    let all = scenarios();
+    assert!(all.len() >= 10, "fixtures missing: {all:?}");
+    for dir in all {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let p = prepare(&dir);
+        let expect = &p.spec["expect"];
+        let (code, mut json, _) = diagnose(&p, &["--format", "json"]);
+        assert_eq!(
+            Some(i64::from(code)),
+            expect["exit_code"].as_i64(),
+            "{name}: exit code"
+        );
+        assert_eq!(
+            json["exit_code"], expect["exit_code"],
+            "{name}: exit_code in JSON"
+        );
+        let mut got: Vec<String> = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["check"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        got.dedup();
+        let mut want: Vec<String> = expect["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{name}: the set of checks with findings");
+        for id in expect["unknown"].as_array().into_iter().flatten() {
+            let status = json["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| &c["id"] == id)
+                .map(|c| c["status"].clone());
+            assert!(
+                matches!(
+                    status.as_ref().and_then(Value::as_str),
+                    Some("unknown" | "problem")
+                ),
+                "{name}: {id} should be incomplete, is {status:?}"
+            );
+            assert!(code & 8 == 8, "{name}: an incomplete check sets bit 8");
+        }
+        if let Some(orphans) = expect["orphans"].as_array() {
+            let mut pids: Vec<&Value> = json["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["check"] == "process.orphan")
+                .map(|f| &f["evidence"]["pid"])
+                .collect();
+            pids.sort_by_key(|v| v.as_u64());
+            assert_eq!(
+                pids,
+                orphans.iter().collect::<Vec<_>>(),
+                "{name}: orphan pids"
+            );
+        }
+        if let Some(fixes) = expect["fix"].as_object() {
+            for (check, action) in fixes {
+                let f = json["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| &f["check"] == check)
+                    .unwrap();
+                assert_eq!(&f["fix"]["action"], action, "{name}: fix of {check}");
+            }
+        }
+        let text = json.to_string();
+        for secret in expect["secret_values"].as_array().into_iter().flatten() {
+            assert!(
+                !text.contains(secret.as_str().unwrap()),
+                "{name}: a secret value leaked into the report"
+            );
+        }
+        normalise(&mut json, p.root.to_str().unwrap());
+        let cwd = std::env::current_dir().unwrap();
+        normalise(&mut json, cwd.to_str().unwrap());
+        insta::assert_json_snapshot!(name.clone(), json);
+    }
+}
+
+#[test]
+fn human_output_names_every_problem_and_its_fix() {
+    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let (code, _, text) = diagnose(&p, &["--color", "never"]);
+    assert_eq!(code, 4);
+    assert!(text.contains("✗ daemon.pid-stale"), "{text}");
+    assert!(text.contains("pm2.pid names process 66696"), "{text}");
+    assert!(text.contains("holding port 7780"), "{text}");
+    assert!(
+        text.contains("fix (disruptive): terminate process 4960"),
+        "{text}"
+    );
+    assert!(text.contains("✓ daemon.duplicate"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes with --color never"
+    );
+    let (_, _, verbose) = diagnose(&p, &["--color", "never", "--verbose"]);
+    assert!(
+        verbose.contains("belongs_because: PM2 app markers"),
+        "{verbose}"
+    );
+}
+
+#[test]
+fn only_restricts_the_checks_and_the_exit_code() {
+    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let (code, json, _) = diagnose(&p, &["--format", "json", "--only", "pidfile.stale"]);
+    assert_eq!(code, 0, "pidfile.stale is a warning");
+    let statuses: Vec<(&str, &str)> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .filter(|(_, s)| *s != "skipped")
+        .collect();
+    assert_eq!(statuses, vec![("pidfile.stale", "problem")]);
+    let (strict, _, _) = diagnose(
+        &p,
+        &["--format", "json", "--only", "pidfile.stale", "--strict"],
+    );
+    assert_eq!(strict, 4, "--strict counts warnings");
+}
+
+#[test]
+fn prometheus_output_is_well_formed() {
+    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let (_, _, text) = diagnose(&p, &["--format", "prometheus"]);
+    let mut seen_types = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(seen_types.insert(name.to_string()), "duplicate TYPE {name}");
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+        let name = series.split('{').next().unwrap();
+        assert!(seen_types.contains(name), "{name} has no TYPE line");
+        assert!(series.ends_with('}'), "labels not closed in {line}");
+    }
+    assert!(
+        text.contains(r#"check="daemon.pid-stale",severity="error"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"app="chinvex-gateway",pm_id="",source="dump"} 3446"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_16() {
+    for args in [
+        vec!["diagnose", "--no-such-flag"],
+        vec!["diagnose", "--only", "daemon.nope"],
+        vec!["diagnose", "--timeout", "forever"],
+        vec!["frobnicate"],
+    ] {
+        let out = Command::cargo_bin("pm2-doctor")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(16), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?} explains itself");
+    }
+    let help = Command::cargo_bin("pm2-doctor")
+        .unwrap()
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+}
