@@ -110,6 +110,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Diagnosis> {
         matcher: &matcher,
         daemon: &daemon,
         cli: cli.as_ref(),
+        cli_requested: cfg.pm2_bin.as_deref(),
         now: SystemTime::now(),
     };
     let verdict = checks::run(&ctx, &|id| cfg.selected(id));

@@ -345,10 +345,36 @@ fn js_verdict(bytes: &[u8]) -> JsVerdict {
         "globalThis",
         "child_process",
     ];
-    if CODE_MARKERS.iter().any(|m| text.contains(m)) {
+    // Only text outside string literals counts: a script path such as
+    // "/srv/worker-process.js" in a truncated dump is not code.
+    let bare = outside_strings(bytes);
+    if CODE_MARKERS.iter().any(|m| bare.contains(m)) {
         return JsVerdict::Code;
     }
     JsVerdict::Garbage
+}
+
+/// The text with every quoted string's content removed.
+fn outside_strings(bytes: &[u8]) -> String {
+    let (mut out, mut quote, mut escaped) = (Vec::with_capacity(bytes.len()), None, false);
+    for &b in bytes {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == q {
+                quote = None;
+                out.push(b);
+            }
+            continue;
+        }
+        if matches!(b, b'"' | b'\'' | b'`') {
+            quote = Some(b);
+        }
+        out.push(b);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 const MAX_JS_DEPTH: usize = 64;
@@ -504,6 +530,16 @@ mod tests {
             }
         ));
         assert_eq!(parse("[]").apps().map(<[_]>::len), Some(0));
+        // Code words inside strings of a truncated dump are not code.
+        assert!(matches!(
+            parse(
+                r#"[{"name":"w","pm_exec_path":"/srv/worker-process.js","note":"a => b function"#
+            ),
+            DumpParse::NotJson {
+                js: JsVerdict::Garbage,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The shared vocabulary of a diagnosis: check ids, severities, findings and
 //! their fixes. Pure data: nothing here reads the system or prints.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -25,7 +25,7 @@ impl fmt::Display for Severity {
 
 /// How much a fix can hurt. Ordered from harmless to advice-only so a repair
 /// mode can say "everything up to `Safe`".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Safety {
     /// Undoable and cannot affect a running app (quarantine a stale file).
@@ -91,7 +91,7 @@ checks! {
         "pm2.pid names a live process that is not a PM2 daemon of this home",
         "pm2.pid is absent or names this home's daemon";
     DaemonUnresponsive => "daemon.unresponsive", Error,
-        "a daemon of this home is alive but its RPC socket does not answer in time",
+        "the RPC socket accepts but does not answer in time, or a live daemon of this home has no working socket",
         "no daemon of this home is silent";
     DaemonDuplicate => "daemon.duplicate", Error,
         "more than one PM2 daemon runs for this home (ghost daemons)",
@@ -158,6 +158,13 @@ impl std::str::FromStr for CheckId {
             .copied()
             .find(|c| c.as_str() == s)
             .ok_or_else(|| format!("unknown check id '{s}' (see `pm2-doctor checks`)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

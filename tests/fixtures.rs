@@ -114,10 +114,10 @@ fn diagnose(p: &Prepared, extra: &[&str]) -> (i32, Value, String) {
 }
 
 /// Replaces what varies between runs and machines.
-fn normalise(v: &mut Value, root: &str) {
+fn normalise(v: &mut Value, root: &str, tag: &str) {
     match v {
-        Value::String(s) => *s = s.replace(root, "[ROOT]"),
-        Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, root)),
+        Value::String(s) => *s = s.replace(root, tag),
+        Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, root, tag)),
         Value::Object(o) => {
             for key in [
                 "started_at",
@@ -131,7 +131,7 @@ fn normalise(v: &mut Value, root: &str) {
                     o.insert(key.into(), Value::String(format!("[{key}]")));
                 }
             }
-            o.values_mut().for_each(|x| normalise(x, root));
+            o.values_mut().for_each(|x| normalise(x, root, tag));
         }
         _ => {}
     }
@@ -220,9 +220,9 @@ fn every_fixture_matches_its_expectations() {
                 "{name}: a secret value leaked into the report"
             );
         }
-        normalise(&mut json, p.root.to_str().unwrap());
         let cwd = std::env::current_dir().unwrap();
-        normalise(&mut json, cwd.to_str().unwrap());
+        normalise(&mut json, cwd.to_str().unwrap(), "[CWD]");
+        normalise(&mut json, p.root.to_str().unwrap(), "[ROOT]");
         insta::assert_json_snapshot!(name.clone(), json);
     }
 }
@@ -323,4 +323,22 @@ fn usage_errors_exit_16() {
         .output()
         .unwrap();
     assert_eq!(help.status.code(), Some(0));
+}
+#[test]
+fn checks_lists_every_id_once() {
+    let out = Command::cargo_bin("pm2-doctor")
+        .unwrap()
+        .args(["checks", "--format", "json"])
+        .output()
+        .unwrap();
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"daemon.pid-stale") && ids.contains(&"process.orphan"));
+    let docs = fs::read_to_string("docs/checks.md").unwrap_or_default();
+    for id in &ids {
+        assert!(
+            docs.contains(&format!("## `{id}`")),
+            "docs/checks.md has no section for {id}"
+        );
+    }
 }

@@ -309,11 +309,27 @@ fn version(ctx: &Context, sink: &mut Sink) {
         ),
     };
     let Some(daemon_version) = daemon_version else {
-        sink.skip(id, "no daemon of this home is running");
+        if ctx.membership.daemons.is_empty() {
+            sink.skip(id, "no daemon of this home is running");
+        } else {
+            sink.unknown(
+                id,
+                "the daemon did not answer and its title carries no version",
+            );
+        }
         return;
     };
     let Some(cli) = ctx.cli else {
-        sink.skip(id, "no pm2 CLI found on PATH");
+        match ctx.cli_requested {
+            Some(p) => sink.unknown(
+                id,
+                format!(
+                    "{} (given with --pm2) has no readable pm2 package.json",
+                    p.display()
+                ),
+            ),
+            None => sink.skip(id, "no pm2 CLI found on PATH"),
+        }
         return;
     };
     if cli.version != daemon_version {
@@ -375,20 +391,35 @@ fn sockets(ctx: &Context, sink: &mut Sink) {
             Entry::Missing => {}
             Entry::SymlinkOutside { target } => {
                 sink.push(symlink_finding(path, target));
+                for id in [CheckId::SocketStale, CheckId::SocketNotASocket] {
+                    sink.unknown(id, format!("{} is a symlink out of the home and was not followed", path.display()));
+                }
             }
             Entry::Unreadable(e) => {
-                sink.unknown(CheckId::SocketNotASocket, format!("cannot inspect {}: {e}", path.display()));
+                for id in [CheckId::SocketStale, CheckId::SocketNotASocket] {
+                    sink.unknown(id, format!("cannot inspect {}: {e}", path.display()));
+                }
             }
-            Entry::Dir | Entry::File(_) | Entry::Other => {
-                let kind = match entry {
-                    Entry::Dir => "a directory",
-                    Entry::File(_) => "a regular file",
-                    _ => "a special file",
-                };
+            // PM2 unlinks a regular file there and binds, as it does for a
+            // stale socket (pm2-internals §3.3): leftover, not a trap.
+            Entry::File(_) => sink.push(
+                Finding::new(
+                    CheckId::SocketStale,
+                    format!(
+                        "{} is a regular file where PM2 expects its socket: leftover state, which PM2 replaces when a daemon starts",
+                        path.display()
+                    ),
+                    quarantine("a regular file"),
+                )
+                .with("path", path.display().to_string())
+                .with("kind", "a regular file"),
+            ),
+            Entry::Dir | Entry::Other => {
+                let kind = if matches!(entry, Entry::Dir) { "a directory" } else { "a special file" };
                 let consequence = if matches!(entry, Entry::Dir) {
                     "a new daemon spins at 100% CPU trying to bind and pm2 hangs"
                 } else {
-                    "nothing can listen there until it is replaced"
+                    "PM2 cannot bind its socket there"
                 };
                 sink.push(
                     Finding::new(

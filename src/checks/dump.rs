@@ -39,7 +39,8 @@ fn restore_or_recreate(ctx: &Context) -> Fix {
             "restore-dump-from-backup",
             Safety::Disruptive,
             format!(
-                "keep the bad dump in the backup and restore dump.pm2 from dump.pm2.bak ({bak_apps} apps), written atomically"
+                "keep the bad dump in the backup and restore dump.pm2 from dump.pm2.bak ({}), written atomically",
+                counted(bak_apps, "app")
             ),
         )
     } else {
@@ -85,8 +86,41 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
     backup(ctx, sink);
 }
 
+/// The checks that read the entries: they have nothing to look at when the
+/// dump itself cannot be read as an array.
+const ENTRY_IDS: [CheckId; 5] = [
+    CheckId::DumpInvalidEntry,
+    CheckId::DumpEmpty,
+    CheckId::DumpMissingScript,
+    CheckId::DumpForeignHome,
+    CheckId::DumpSecretsExposed,
+];
+
 fn main_dump(ctx: &Context, sink: &mut Sink, path: &Path) {
     let p = path.display().to_string();
+    match &ctx.home.dump {
+        DumpParse::Empty { .. } | DumpParse::NotJson { .. } | DumpParse::NotArray { .. } => {
+            for id in ENTRY_IDS {
+                sink.skip(id, "dump.pm2 could not be read as a list of apps");
+            }
+        }
+        DumpParse::Absent => {
+            for id in ENTRY_IDS {
+                sink.skip(id, "there is no dump.pm2");
+            }
+        }
+        _ => {}
+    }
+    if let DumpParse::NotJson {
+        js: JsVerdict::Literal | JsVerdict::Code,
+        ..
+    } = &ctx.home.dump
+    {
+        sink.skip(
+            CheckId::DumpCorrupt,
+            "dump.pm2 is JavaScript: see dump.unsafe",
+        );
+    }
     let (bak_ok, bak_apps) = backup_state(ctx);
     let with_bak = |f: Finding| {
         f.with("path", p.clone())
@@ -101,10 +135,12 @@ fn main_dump(ctx: &Context, sink: &mut Sink, path: &Path) {
             }
         }
         DumpParse::TooLarge { size } => {
-            sink.unknown(
-                CheckId::DumpCorrupt,
-                format!("dump.pm2 is {size} bytes, larger than pm2-doctor reads ({} bytes)", crate::dump::DUMP_CAP),
-            );
+            for id in DUMP_IDS {
+                sink.unknown(
+                    id,
+                    format!("dump.pm2 is {size} bytes, larger than pm2-doctor reads ({} bytes)", crate::dump::DUMP_CAP),
+                );
+            }
         }
         DumpParse::Empty { meta } => sink.push(meta_evidence(
             with_bak(Finding::new(
@@ -162,7 +198,7 @@ fn main_dump(ctx: &Context, sink: &mut Sink, path: &Path) {
         )),
         DumpParse::Apps { meta, entries } => {
             if entries.is_empty() {
-                if bak_ok && bak_apps > 0 {
+                if bak_apps > 0 {
                     sink.push(meta_evidence(
                         with_bak(Finding::new(
                             CheckId::DumpEmpty,
@@ -194,10 +230,10 @@ fn names(entries: &[(usize, &DumpEntry, String)]) -> Vec<serde_json::Value> {
 }
 
 fn counted(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
+    match (n, what) {
+        (1, _) => format!("1 {what}"),
+        (_, "entry") => format!("{n} entries"),
+        _ => format!("{n} {what}s"),
     }
 }
 
@@ -237,10 +273,14 @@ fn entries_checks(
         .iter()
         .enumerate()
         .filter_map(|(i, e)| {
+            // Only a definite "not found" counts: a path we may not look
+            // into is not reported as missing.
             let gone = |v: &Option<String>| {
                 v.as_deref()
                     .filter(|s| Path::new(s).is_absolute())
-                    .filter(|s| !Path::new(s).exists())
+                    .filter(|s| {
+                        matches!(std::fs::symlink_metadata(s), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                    })
                     .map(str::to_string)
             };
             let why = match (gone(&e.pm_exec_path), gone(&e.pm_cwd)) {
@@ -280,10 +320,12 @@ fn entries_checks(
                 EnvShape::Object { pm2_home, .. } => pm2_home.clone(),
                 _ => None,
             };
+            // PM2_HOME is authoritative; pid paths may legitimately point
+            // elsewhere (pid_file, PM2_DEFAULT_PID_PATH), so they only count
+            // for entries that recorded no home at all.
             if let Some(h) = env_home.or_else(|| e.pm2_home.clone()) {
-                if !other_platform_path(&h) && !ctx.matcher.matches(&h) {
-                    return Some((i, e, format!("PM2_HOME is {h}")));
-                }
+                return (!other_platform_path(&h) && !ctx.matcher.matches(&h))
+                    .then(|| (i, e, format!("PM2_HOME is {h}")));
             }
             let pid_path = e.pm_pid_path.as_deref().map(Path::new)?;
             (pid_path.is_absolute() && !pid_path.starts_with(home))
@@ -331,13 +373,27 @@ fn other_platform_path(p: &str) -> bool {
     }
 }
 
-fn secrets(_ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entries: &[DumpEntry]) {
+fn secrets(ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entries: &[DumpEntry]) {
     let id = CheckId::DumpSecretsExposed;
     let Some(mode) = meta.mode else {
         sink.skip(id, "file permissions are not Unix modes on this platform");
         return;
     };
-    if mode & 0o044 == 0 {
+    let bak_mode = match &ctx.home.dump_backup_entry {
+        Entry::File(m) => m.mode,
+        _ => None,
+    };
+    let exposed: Vec<String> = [
+        (path, Some(mode)),
+        (ctx.home.paths.dump_backup.as_path(), bak_mode),
+    ]
+    .iter()
+    .filter_map(|(p, m)| {
+        m.filter(|m| m & 0o044 != 0)
+            .map(|m| format!("{} ({m:o})", p.display()))
+    })
+    .collect();
+    if exposed.is_empty() {
         return;
     }
     let mut keys: Vec<&str> = entries
@@ -359,7 +415,7 @@ fn secrets(_ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entrie
         Finding::new(
             id,
             format!(
-                "dump.pm2 is readable by other users (mode {mode:o}) and stores {} named like {}",
+                "dump.pm2 stores {} named like {}, and is readable by group or others (mode {mode:o})",
                 counted(keys.len(), "environment key"),
                 if keys.len() == 1 {
                     "a secret"
@@ -375,6 +431,7 @@ fn secrets(_ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entrie
         )
         .with("path", path.display().to_string())
         .with("mode", format!("{mode:o}"))
+        .with("readable_files", exposed)
         .with("keys", shown)
         .with("key_count", keys.len()),
     );
@@ -388,7 +445,7 @@ fn backup(ctx: &Context, sink: &mut Sink) {
         Fix::new(
             "keep-backup-dump",
             Safety::Manual,
-            "nothing urgent: the next `pm2 save` replaces it; until then `pm2 resurrect` would delete it if it ever reads it",
+            "nothing urgent while dump.pm2 is good: the next `pm2 save` replaces it; until then, if dump.pm2 fails, `pm2 resurrect` falls back to it and deletes or crashes on it",
         )
     };
     match (&ctx.home.dump_backup_entry, &ctx.home.dump_backup) {
@@ -412,6 +469,35 @@ fn backup(ctx: &Context, sink: &mut Sink) {
             Finding::new(id, "dump.pm2.bak is empty", fix()).with("path", p),
             meta,
         )),
+        (
+            _,
+            DumpParse::NotJson {
+                meta,
+                error,
+                js: js @ (JsVerdict::Code | JsVerdict::Literal),
+            },
+        ) => {
+            // pm2 resurrect evaluates the .bak whenever dump.pm2 fails.
+            let what = if *js == JsVerdict::Code {
+                "contains JavaScript code"
+            } else {
+                "is a JavaScript literal, not JSON"
+            };
+            sink.push(meta_evidence(
+                Finding::new(
+                    CheckId::DumpUnsafe,
+                    format!("dump.pm2.bak {what}: `pm2 resurrect` evaluates it whenever dump.pm2 is missing or unparsable"),
+                    Fix::new(
+                        "inspect-dump",
+                        Safety::Manual,
+                        "inspect dump.pm2.bak (someone may have planted code); do not run `pm2 resurrect` until it is strict JSON",
+                    ),
+                )
+                .with("path", p)
+                .with("error", error.clone()),
+                meta,
+            ))
+        }
         (_, DumpParse::NotJson { meta, error, .. }) => sink.push(meta_evidence(
             Finding::new(
                 id,

@@ -32,6 +32,8 @@ pub struct Context<'a> {
     pub matcher: &'a HomeMatcher,
     pub daemon: &'a DaemonView,
     pub cli: Option<&'a Pm2Cli>,
+    /// The pm2 CLI the user named with `--pm2`, if any.
+    pub cli_requested: Option<&'a std::path::Path>,
     pub now: SystemTime,
 }
 

@@ -65,7 +65,7 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
                         "kill-orphan",
                         Safety::Disruptive,
                         format!(
-                            "terminate process {} and its process group (re-checking its start time first), then SIGKILL after a grace period",
+                            "terminate process {} (re-checking its start time first), then SIGKILL after a grace period; the other processes of its session are findings of their own",
                             p.pid
                         ),
                     ),
@@ -73,7 +73,7 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
                 p,
             )
             .with_opt("app", app)
-            .with_opt("pm_id", env.and_then(|e| e.pm_id.clone()))
+            .with_opt("pm_id", env.and_then(|e| e.pm_id.as_deref()?.parse::<u64>().ok()))
             .with_opt("ppid", p.ppid)
             .with_opt("sid", p.sid)
             .with("ports", p.listen_ports.clone())

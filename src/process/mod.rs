@@ -11,7 +11,7 @@ mod ports;
 mod system;
 
 pub use ports::listening_ports;
-pub use system::SystemSource;
+pub use system::{SystemControl, SystemSource};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -144,9 +144,17 @@ impl ProcInfo {
     /// A PM2 daemon (of any home): its title, or a node running PM2's
     /// `Daemon.js` before it renamed itself.
     pub fn is_pm2_daemon(&self) -> bool {
+        let no_markers = self.env.as_ref().is_none_or(|e| !e.has_app_markers());
+        // The CLI spawns its daemon with SILENT=true and PM2_HOME set; with a
+        // custom PM2_DAEMON_TITLE that is all that is left to go by.
+        let daemon_env = self
+            .env
+            .as_ref()
+            .is_some_and(|e| e.silent && e.home.is_some() && !e.has_app_markers())
+            && self.name.contains("node");
         self.daemon_title_version().is_some()
-            || (self.cmd.iter().any(|a| a.ends_with("lib/Daemon.js"))
-                && self.env.as_ref().is_none_or(|e| !e.has_app_markers()))
+            || daemon_env
+            || (self.cmd.iter().any(|a| a.ends_with("lib/Daemon.js")) && no_markers)
     }
 }
 
@@ -204,6 +212,24 @@ impl ProcessSnapshot {
 pub trait ProcessSource {
     /// One snapshot of every process, with PM2 markers filled in.
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Sig {
+    /// Ask to stop (SIGTERM; TerminateProcess where there is no such signal).
+    Term,
+    /// Force (SIGKILL / TerminateProcess).
+    Kill,
+}
+
+/// Acting on single processes: the seam repair kills through, so its
+/// safety rules are tested with a fake.
+pub trait ProcessControl {
+    /// A fresh look at one process, right now. `None` when it is gone.
+    fn inspect(&mut self, pid: u32) -> Option<ProcInfo>;
+    /// Sends `sig` to the process last returned by `inspect` for `pid`.
+    fn signal(&mut self, pid: u32, sig: Sig) -> Result<(), String>;
 }
 
 /// Replays a snapshot saved as JSON (`--process-snapshot`): fixtures,

@@ -1,64 +1,135 @@
 //! The real process table, read through sysinfo in one refresh.
 
 use super::{listening_ports, Pm2Env, ProcInfo, ProcState, ProcessSnapshot, ProcessSource};
-use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
+use sysinfo::{
+    Pid, Process, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind,
+};
 
 /// Reads the OS process table: command lines, environments, users and
 /// session ids, but no CPU, memory, disk or thread data (not needed, and the
 /// per-thread walk is the expensive part on Linux).
 pub struct SystemSource;
 
+fn refresh_kind() -> ProcessRefreshKind {
+    ProcessRefreshKind::nothing()
+        .without_tasks()
+        .with_cmd(UpdateKind::Always)
+        .with_environ(UpdateKind::Always)
+        .with_user(UpdateKind::Always)
+}
+
+fn new_system() -> anyhow::Result<System> {
+    System::new().map_err(|e| anyhow::anyhow!("cannot read the process table: {e:?}"))
+}
+
+/// Owned copy of what pm2-doctor needs from a sysinfo process.
+fn to_info(p: &Process) -> ProcInfo {
+    let environ: Vec<String> = p
+        .environ()
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    #[cfg(unix)]
+    let uid = p.user_id().map(|u| **u);
+    #[cfg(not(unix))]
+    let uid = None;
+    ProcInfo {
+        pid: p.pid().as_u32(),
+        ppid: p.parent().map(|pp| pp.as_u32()),
+        start_time: p.start_time(),
+        state: if matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead) {
+            ProcState::Zombie
+        } else {
+            ProcState::Alive
+        },
+        sid: p.session_id().map(|s| s.as_u32()),
+        uid,
+        name: p.name().to_string_lossy().into_owned(),
+        cmd: p
+            .cmd()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect(),
+        env: if environ.is_empty() && !environ_readable(p.pid().as_u32()) {
+            // Another user's process: "unknown", not "no markers".
+            None
+        } else {
+            Some(Pm2Env::from_environ(&environ))
+        },
+        listen_ports: Vec::new(),
+    }
+}
+
+/// sysinfo reports an unreadable environment as empty. On Linux a second
+/// look tells a truly empty one (`env -i`, kernel threads) from a denied one.
+fn environ_readable(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
 impl ProcessSource for SystemSource {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot> {
-        let mut sys =
-            System::new().map_err(|e| anyhow::anyhow!("cannot read the process table: {e:?}"))?;
-        let kind = ProcessRefreshKind::nothing()
-            .without_tasks()
-            .with_cmd(UpdateKind::Always)
-            .with_environ(UpdateKind::Always)
-            .with_user(UpdateKind::Always);
-        sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        let mut sys = new_system()?;
+        sys.refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
         let mut list: Vec<ProcInfo> = sys
             .processes()
             .values()
             // Threads show up as processes on some platforms.
             .filter(|p| p.thread_kind().is_none())
-            .map(|p| {
-                let environ: Vec<String> = p
-                    .environ()
-                    .iter()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .collect();
-                #[cfg(unix)]
-                let uid = p.user_id().map(|u| **u);
-                #[cfg(not(unix))]
-                let uid = None;
-                ProcInfo {
-                    pid: p.pid().as_u32(),
-                    ppid: p.parent().map(|pp| pp.as_u32()),
-                    start_time: p.start_time(),
-                    state: if matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead) {
-                        ProcState::Zombie
-                    } else {
-                        ProcState::Alive
-                    },
-                    sid: p.session_id().map(|s| s.as_u32()),
-                    uid,
-                    name: p.name().to_string_lossy().into_owned(),
-                    cmd: p
-                        .cmd()
-                        .iter()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .collect(),
-                    // An unreadable environment (another user's process) reads
-                    // as empty: that is "unknown", not "no markers".
-                    env: (!environ.is_empty()).then(|| Pm2Env::from_environ(&environ)),
-                    listen_ports: Vec::new(),
-                }
-            })
+            .map(to_info)
             .collect();
         fill_ports(&mut list);
         Ok(ProcessSnapshot::from_list(list, std::process::id()))
+    }
+}
+
+/// Looks at and signals single processes through sysinfo: native APIs on
+/// every platform (kill(2), TerminateProcess), never `kill`/`taskkill`.
+pub struct SystemControl {
+    sys: System,
+}
+
+impl SystemControl {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(SystemControl { sys: new_system()? })
+    }
+}
+
+impl super::ProcessControl for SystemControl {
+    fn inspect(&mut self, pid: u32) -> Option<ProcInfo> {
+        let p = Pid::from_u32(pid);
+        self.sys
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&[p]), true, refresh_kind());
+        self.sys.process(p).map(to_info)
+    }
+
+    fn signal(&mut self, pid: u32, sig: super::Sig) -> Result<(), String> {
+        let p = self
+            .sys
+            .process(Pid::from_u32(pid))
+            .ok_or_else(|| format!("process {pid} is gone"))?;
+        let sent = match sig {
+            super::Sig::Term => match p.kill_with(sysinfo::Signal::Term) {
+                Some(ok) => ok,
+                // No SIGTERM on this platform (Windows): terminate outright.
+                None => p.kill(),
+            },
+            super::Sig::Kill => p.kill(),
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(format!(
+                "the OS refused to signal process {pid} (access denied?)"
+            ))
+        }
     }
 }
 

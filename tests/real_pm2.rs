@@ -1,0 +1,1121 @@
+//! `pm2-doctor diagnose` against a real PM2 7.0.4 (pinned in `tests/pm2`).
+//!
+//! Every test builds a private PM2 home in a temp dir, breaks it the way
+//! production homes break (pm2-internals §3.3, §3.5, §5.4, §6), runs the
+//! built binary with `diagnose --home <home> --format json` and checks the
+//! findings, the evidence and the exit code.
+//!
+//! The rules these tests keep:
+//! * `pm2` only ever runs with its own `PM2_HOME` and `HOME` (every pm2
+//!   command, even `pm2 --version`, spawns a daemon), a cleared environment
+//!   and a deadline: a pm2 call that does not finish is killed by pid and the
+//!   test fails.
+//! * Every process a test starts is killed by pid when the test ends, even
+//!   when it panics: [`Lab`]'s `Drop` finds the processes whose environment
+//!   holds exactly `PM2_HOME=<its home>` (daemons first, so they cannot
+//!   restart their apps), plus the children the test spawned itself.
+//!   Nothing else is ever signalled.
+//! * The tests run one at a time ([`SERIAL`]).
+//! * Without PM2 installed they fail under `CI=true` and are skipped, with a
+//!   note, otherwise.
+//! * Networking stays on 127.0.0.1.
+//! * The only timing assertion is that a wedged daemon does not hold
+//!   `diagnose` past its deadline plus generous slack.
+#![cfg(target_os = "linux")]
+// The skip note and the cleanup warning go to stderr from helpers, which
+// `allow-print-in-tests` does not cover.
+#![allow(clippy::print_stderr)]
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// The PM2 `tests/pm2/package-lock.json` pins.
+const PM2_VERSION: &str = "7.0.4";
+/// Longest any single pm2 command may run before it is killed.
+const PM2_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest `pm2-doctor diagnose` may run before it is killed.
+const DIAGNOSE_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest we wait for a state change (a port to listen, a pid to die).
+const SETTLE: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Real-PM2 tests share ports, daemons and the process table: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn app(file: &str) -> String {
+    repo().join("tests/apps").join(file).display().to_string()
+}
+
+/// The pinned pm2 CLI, or `None` (with a note) when it is not installed.
+/// Under `CI=true` a missing PM2 is a failure, never a silent skip.
+fn installed_pm2() -> Option<PathBuf> {
+    let bin = repo().join("tests/pm2/node_modules/pm2/bin/pm2");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    let msg = format!(
+        "PM2 {PM2_VERSION} is not installed at {}; install it with \
+         `cd tests/pm2 && npm ci --prefer-offline --no-audit --no-fund`",
+        bin.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: the real-PM2 tests must run)");
+    }
+    eprintln!("note: skipping a real-PM2 test: {msg}");
+    None
+}
+
+/// The pinned CLI as npm lays it out (`node_modules/.bin/pm2` is a symlink
+/// into the package), for `--pm2`.
+fn real_cli() -> PathBuf {
+    let dot_bin = repo().join("tests/pm2/node_modules/.bin/pm2");
+    if dot_bin.exists() {
+        dot_bin
+    } else {
+        repo().join("tests/pm2/node_modules/pm2/bin/pm2")
+    }
+}
+
+fn path_var() -> OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+/// Polls `child` until it exits or `deadline` passes; on the deadline it is
+/// killed by pid (Child::kill is SIGKILL to that pid) and reaped.
+fn wait_bounded(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if started.elapsed() < deadline => sleep(POLL),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// The real python3 interpreter. pyenv-style shims need the user's HOME and
+/// pm2 runs with a temporary one, so the shim is resolved first.
+fn python3() -> String {
+    let out_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut child = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .stdout(out_file.reopen().expect("reopen temp file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is needed for the orphan scenario");
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "python3 did not report its interpreter path"
+    );
+    let path = fs::read_to_string(out_file.path()).expect("read python3 output");
+    let path = path.trim().to_string();
+    assert!(Path::new(&path).is_file(), "python3 reported {path:?}");
+    path
+}
+
+/// Ports that were free a moment ago on 127.0.0.1 (all held at once while
+/// they are picked, so they differ).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (slot, l) in ports.iter_mut().zip(&held) {
+        *slot = l.local_addr().expect("local addr").port();
+    }
+    ports
+}
+
+fn port_answers(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < SETTLE,
+            "gave up after {SETTLE:?} waiting for {what}"
+        );
+        sleep(POLL);
+    }
+}
+
+/// SIGKILL to one explicit pid (test setup and cleanup only).
+fn kill9(pid: u32) {
+    assert!(
+        pid > 1 && pid != std::process::id(),
+        "refusing to signal pid {pid}"
+    );
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .env_clear()
+        .env("PATH", path_var())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Just enough of /proc.
+mod procfs {
+    use std::fs;
+
+    pub fn pids() -> Vec<u32> {
+        fs::read_dir("/proc")
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the environment holds exactly this `KEY=value` entry.
+    pub fn has_env(pid: u32, entry: &str) -> bool {
+        fs::read(format!("/proc/{pid}/environ"))
+            .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+            .unwrap_or(false)
+    }
+
+    pub fn cmdline(pid: u32) -> String {
+        fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\0')
+                    .replace('\0', " ")
+            })
+            .unwrap_or_default()
+    }
+
+    /// State letter and ppid, read after the last `)` (comm may hold anything).
+    pub fn stat(pid: u32) -> Option<(char, u32)> {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &text[text.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        Some((state, ppid))
+    }
+
+    /// Exists and is not a zombie.
+    pub fn alive(pid: u32) -> bool {
+        stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
+    }
+
+    pub fn is_daemon(pid: u32) -> bool {
+        let c = cmdline(pid);
+        c.starts_with("PM2 v") && c.contains("God Daemon")
+    }
+}
+
+/// The result of one `pm2-doctor diagnose --format json` run.
+struct Diag {
+    code: i32,
+    json: Value,
+    elapsed: Duration,
+}
+
+impl Diag {
+    fn findings(&self, check: &str) -> Vec<&Value> {
+        self.json["findings"]
+            .as_array()
+            .expect("findings is an array")
+            .iter()
+            .filter(|f| f["check"] == check)
+            .collect()
+    }
+
+    fn one(&self, check: &str) -> &Value {
+        let found = self.findings(check);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one {check} finding in\n{}",
+            self.pretty()
+        );
+        found[0]
+    }
+
+    fn status(&self, check: &str) -> &str {
+        self.json["checks"]
+            .as_array()
+            .expect("checks is an array")
+            .iter()
+            .find(|c| c["id"] == check)
+            .unwrap_or_else(|| panic!("no check {check} in\n{}", self.pretty()))["status"]
+            .as_str()
+            .expect("status is a string")
+    }
+
+    fn checks_found(&self) -> BTreeSet<&str> {
+        self.json["findings"]
+            .as_array()
+            .expect("findings is an array")
+            .iter()
+            .filter_map(|f| f["check"].as_str())
+            .collect()
+    }
+
+    fn errors(&self) -> Vec<&Value> {
+        self.json["findings"]
+            .as_array()
+            .expect("findings is an array")
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .collect()
+    }
+
+    fn pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+    }
+}
+
+fn evidence_pid(f: &Value) -> u32 {
+    f["evidence"]["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("finding without a numeric evidence.pid: {f}"))
+}
+
+/// One private PM2 home and everything started for it. Dropping it kills,
+/// by pid, every process of that home and every child the test spawned.
+struct Lab {
+    root: tempfile::TempDir,
+    home: PathBuf,
+    /// `PM2_HOME=<home>`, exactly as it appears in an environ.
+    home_env: String,
+    pm2: Option<PathBuf>,
+    /// Helpers (sleep, a hung pm2 CLI) the test spawned itself.
+    children: Vec<Child>,
+    cli_runs: usize,
+}
+
+impl Lab {
+    fn new(pm2: Option<PathBuf>) -> Lab {
+        let root = tempfile::Builder::new()
+            .prefix("pm2doctor-it-")
+            .tempdir()
+            .expect("temp dir");
+        let home = root.path().join("home");
+        fs::create_dir(&home).expect("create home");
+        // `touch` marks the home as used before: no first-run banner and no
+        // version check over the network.
+        fs::write(home.join("touch"), "0").expect("write touch");
+        let home_env = format!("PM2_HOME={}", home.display());
+        Lab {
+            root,
+            home,
+            home_env,
+            pm2,
+            children: Vec::new(),
+            cli_runs: 0,
+        }
+    }
+
+    fn home_str(&self) -> &str {
+        self.home.to_str().expect("utf-8 temp path")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.home.join(rel)
+    }
+
+    /// A pm2 command with this home, a cleared environment (plus `env`), its
+    /// output in a file, and not yet waited for.
+    fn start_pm2(&mut self, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBuf) {
+        let pm2 = self.pm2.clone().expect("this test needs pm2");
+        self.cli_runs += 1;
+        let log = self
+            .root
+            .path()
+            .join(format!("pm2-cli-{}.log", self.cli_runs));
+        let out = fs::File::create(&log).expect("create cli log");
+        let err = out.try_clone().expect("clone cli log");
+        let child = Command::new(pm2)
+            .args(args)
+            .env_clear()
+            .env("PATH", path_var())
+            .env("HOME", self.root.path())
+            .env("PM2_HOME", &self.home)
+            .envs(env.iter().copied())
+            .current_dir(self.root.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn pm2");
+        (child, log)
+    }
+
+    /// Runs a pm2 command to completion within [`PM2_DEADLINE`]; returns its
+    /// output. A hang or a failure fails the test.
+    fn pm2(&mut self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let (mut child, log) = self.start_pm2(args, env);
+        let status = wait_bounded(&mut child, PM2_DEADLINE);
+        let output = fs::read_to_string(&log).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => output,
+            Some(s) => panic!("`pm2 {}` failed ({s}):\n{output}", args.join(" ")),
+            None => panic!(
+                "`pm2 {}` did not finish within {PM2_DEADLINE:?} and was killed:\n{output}",
+                args.join(" ")
+            ),
+        }
+    }
+
+    /// A pm2 command that is expected to hang: left running, killed at the end.
+    fn spawn_pm2(&mut self, args: &[&str]) -> u32 {
+        let (child, _) = self.start_pm2(args, &[]);
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Any helper process (a `sleep`), with a cleared environment plus `env`.
+    fn spawn(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> u32 {
+        let child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", path_var())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Whether a child the test spawned is still running (a killed child
+    /// stays a zombie until we reap it, so this cannot be fooled).
+    fn child_running(&mut self, pid: u32) -> bool {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("not our child");
+        matches!(child.try_wait(), Ok(None)) && procfs::alive(pid)
+    }
+
+    fn stop_child(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut c = self.children.swap_remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Live processes whose environment says `PM2_HOME=<this home>`.
+    fn home_procs(&self) -> Vec<u32> {
+        let me = std::process::id();
+        procfs::pids()
+            .into_iter()
+            .filter(|&p| p > 1 && p != me)
+            .filter(|&p| procfs::has_env(p, &self.home_env))
+            .filter(|&p| procfs::alive(p))
+            .collect()
+    }
+
+    /// Live PM2 daemons of this home.
+    fn daemons(&self) -> Vec<u32> {
+        self.home_procs()
+            .into_iter()
+            .filter(|&p| procfs::is_daemon(p))
+            .collect()
+    }
+
+    fn read_pid(&self, rel: &str) -> u32 {
+        let path = self.path(rel);
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{} holds {text:?}", path.display()))
+    }
+
+    /// pm2.pid, checked to name a live daemon of this home.
+    fn daemon_pid(&self) -> u32 {
+        let pid = self.read_pid("pm2.pid");
+        assert!(
+            procfs::is_daemon(pid) && procfs::has_env(pid, &self.home_env),
+            "pm2.pid names {pid} ({}), not a daemon of {}",
+            procfs::cmdline(pid),
+            self.home.display()
+        );
+        pid
+    }
+
+    /// `pids/<name>-<pm_id>.pid`, checked to name that live app of this home.
+    fn app_pid(&self, name: &str, pm_id: u32) -> u32 {
+        let pid = self.read_pid(&format!("pids/{name}-{pm_id}.pid"));
+        assert!(
+            procfs::alive(pid)
+                && procfs::has_env(pid, &self.home_env)
+                && procfs::has_env(pid, &format!("name={name}")),
+            "pids/{name}-{pm_id}.pid names {pid} ({}), not app {name} of this home",
+            procfs::cmdline(pid)
+        );
+        pid
+    }
+
+    /// SIGKILLs the daemon and waits until it is dead (a zombie counts).
+    fn sigkill_daemon(&self) -> u32 {
+        let pid = self.daemon_pid();
+        kill9(pid);
+        wait_until("the SIGKILLed daemon to die", || !procfs::alive(pid));
+        pid
+    }
+
+    /// `pm2-doctor diagnose --home <home> --format json [extra]`.
+    fn diagnose(&self, extra: &[&str]) -> Diag {
+        self.diagnose_with_path(extra, path_var())
+    }
+
+    fn diagnose_with_path(&self, extra: &[&str], path: OsString) -> Diag {
+        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
+        cmd.env_clear()
+            .env("PATH", path)
+            .env("HOME", self.root.path())
+            .args(["diagnose", "--home", self.home_str()])
+            .args(["--format", "json", "--color", "never"])
+            .args(extra)
+            .timeout(DIAGNOSE_DEADLINE);
+        let started = Instant::now();
+        let out = cmd.output().expect("run pm2-doctor");
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code().unwrap_or_else(|| {
+            panic!(
+                "pm2-doctor did not exit by itself ({}) after {elapsed:?}; \
+                 killed at the {DIAGNOSE_DEADLINE:?} deadline?\nstderr:\n{stderr}",
+                out.status
+            )
+        });
+        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "diagnose printed no JSON ({e}), exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            )
+        });
+        assert_eq!(
+            json["exit_code"], code,
+            "the JSON exit_code must be the process exit code"
+        );
+        Diag {
+            code,
+            json,
+            elapsed,
+        }
+    }
+
+    /// Kills everything this lab started. Returns what would not die.
+    fn cleanup(&mut self) -> Vec<String> {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for _ in 0..100 {
+            let procs = self.home_procs();
+            if procs.is_empty() {
+                return Vec::new();
+            }
+            // Daemons first, so they cannot restart the apps killed next.
+            let (daemons, others): (Vec<u32>, Vec<u32>) =
+                procs.into_iter().partition(|&p| procfs::is_daemon(p));
+            for pid in daemons.into_iter().chain(others) {
+                // Re-checked right before the signal: never a reused pid.
+                if procfs::has_env(pid, &self.home_env) {
+                    kill9(pid);
+                }
+            }
+            sleep(POLL);
+        }
+        self.home_procs()
+            .into_iter()
+            .map(|p| format!("{p} {}", procfs::cmdline(p)))
+            .collect()
+    }
+
+    /// Cleans up and asserts nothing of this home survived.
+    fn finish(mut self) {
+        let left = self.cleanup();
+        assert!(left.is_empty(), "processes survived the cleanup: {left:?}");
+        assert!(self.daemons().is_empty());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let left = self.cleanup();
+        if !left.is_empty() {
+            eprintln!(
+                "warning: processes of {} survived the cleanup: {left:?}",
+                self.home.display()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// a. healthy
+// ---------------------------------------------------------------------------
+
+#[test]
+fn healthy_daemon_with_two_apps_is_clean() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
+    wait_until("web to listen", || port_answers(port));
+    let daemon = lab.daemon_pid();
+
+    let cli = real_cli().display().to_string();
+    let d = lab.diagnose(&["--pm2", &cli]);
+    assert_eq!(d.code, 0, "a healthy home exits 0:\n{}", d.pretty());
+    assert!(d.errors().is_empty(), "error findings:\n{}", d.pretty());
+    for id in [
+        "daemon.unresponsive",
+        "daemon.version-mismatch",
+        "process.orphan",
+    ] {
+        assert_eq!(d.status(id), "ok", "{id}:\n{}", d.pretty());
+    }
+    let unknown: Vec<&Value> = d.json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "unknown")
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "checks that could not finish: {unknown:?}"
+    );
+    assert_eq!(d.json["daemon"]["pids"], serde_json::json!([daemon]));
+    assert_eq!(d.json["daemon"]["rpc"]["state"], "answered");
+    assert_eq!(d.json["daemon"]["rpc"]["version"], PM2_VERSION);
+    assert_eq!(d.json["pm2_cli"]["version"], PM2_VERSION);
+
+    let apps = d.json["apps"].as_array().expect("apps");
+    let names: BTreeSet<&str> = apps.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["ticker", "web"]), "{apps:?}");
+    for a in apps {
+        assert_eq!(a["source"], "daemon", "{a}");
+        assert_eq!(a["status"], "online", "{a}");
+    }
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// b. daemon SIGKILLed, apps left behind
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigkilled_daemon_leaves_stale_files_and_orphans_holding_ports() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let python = python3();
+    let mut lab = Lab::new(Some(pm2));
+    let [web_port, py_port] = free_ports::<2>();
+    let (web_port_s, py_port_s) = (web_port.to_string(), py_port.to_string());
+    // Both kinds PM2 leaves behind: a silent Node fork app without pmx, and
+    // a non-Node interpreter (pm2-internals §5.4, timeline B).
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
+        &[("PORT", &web_port_s)],
+    );
+    lab.pm2(
+        &[
+            "start",
+            &app("pyhttp.py"),
+            "--name",
+            "py",
+            "--interpreter",
+            &python,
+        ],
+        &[("PORT", &py_port_s)],
+    );
+    wait_until("web to listen", || port_answers(web_port));
+    wait_until("py to listen", || port_answers(py_port));
+    lab.pm2(&["save"], &[]);
+    let web = lab.app_pid("web", 0);
+    let py = lab.app_pid("py", 1);
+    // A decoy: exports this PM2_HOME, as people do in their shells, but
+    // carries no PM2 app markers. It must never be called an orphan.
+    let home_env = lab.home_env.clone();
+    let (k, v) = home_env.split_once('=').expect("KEY=value");
+    let decoy = lab.spawn("sleep", &["300"], &[(k, v)]);
+
+    let daemon = lab.sigkill_daemon();
+    // Time for the apps that die with their daemon to die (the pmx watchdog
+    // fires within ~1 s); these two must survive it.
+    sleep(Duration::from_secs(3));
+    for (name, pid, port) in [("web", web, web_port), ("py", py, py_port)] {
+        assert!(
+            procfs::alive(pid) && port_answers(port),
+            "precondition: {name} ({pid}) should outlive its daemon and keep 127.0.0.1:{port}"
+        );
+    }
+
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "error findings set bit 4:\n{}", d.pretty());
+
+    let stale = d.one("daemon.pid-stale");
+    assert_eq!(evidence_pid(stale), daemon);
+
+    let stale_socks: BTreeSet<String> = d
+        .findings("socket.stale")
+        .iter()
+        .filter_map(|f| f["evidence"]["path"].as_str())
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        stale_socks.contains("rpc.sock") && stale_socks.contains("pub.sock"),
+        "both sockets are stale after SIGKILL: {stale_socks:?}\n{}",
+        d.pretty()
+    );
+
+    let orphans = d.findings("process.orphan");
+    for (name, pid, port) in [("web", web, web_port), ("py", py, py_port)] {
+        let f = orphans
+            .iter()
+            .find(|f| evidence_pid(f) == pid)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} ({pid}) is not reported as an orphan:\n{}",
+                    d.pretty()
+                )
+            });
+        assert_eq!(f["evidence"]["app"], name, "{f}");
+        let ports: Vec<u64> = f["evidence"]["ports"]
+            .as_array()
+            .expect("evidence.ports")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert!(ports.contains(&u64::from(port)), "{name} holds {port}: {f}");
+        assert_eq!(f["fix"]["action"], "kill-orphan");
+    }
+    assert!(
+        orphans.iter().all(|f| evidence_pid(f) != decoy),
+        "a process that merely exports PM2_HOME was called an orphan:\n{}",
+        d.pretty()
+    );
+    assert!(
+        lab.child_running(decoy),
+        "diagnose must not signal anything"
+    );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// c. corrupt and clobbered dumps
+// ---------------------------------------------------------------------------
+
+#[test]
+fn corrupt_and_emptied_dumps_point_at_the_valid_backup() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    // The second save copies the first into dump.pm2.bak.
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["kill"], &[]);
+    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+
+    let dump = lab.path("dump.pm2");
+    let bak = lab.path("dump.pm2.bak");
+    let saved = fs::read(&dump).expect("dump.pm2");
+    let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
+    for (what, bytes) in [("dump.pm2", &saved), ("dump.pm2.bak", &bak_bytes)] {
+        let v: Value = serde_json::from_slice(bytes).expect("pm2 writes JSON");
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{what}: {v}");
+    }
+
+    // Baseline: what `pm2 kill` leaves is healthy.
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code, 0, "after pm2 kill:\n{}", d.pretty());
+
+    // Truncated mid-write (saves are not atomic, pm2-internals §0.9).
+    let half = &saved[..saved.len() / 2];
+    fs::write(&dump, half).expect("truncate dump");
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("dump.corrupt");
+    assert_eq!(f["evidence"]["backup_valid"], true, "{f}");
+    assert_eq!(f["evidence"]["backup_apps"], 1, "{f}");
+    assert_eq!(f["evidence"]["size"], half.len(), "{f}");
+    assert_eq!(f["fix"]["action"], "restore-dump-from-backup", "{f}");
+    assert_eq!(
+        fs::read(&dump).expect("dump"),
+        half,
+        "diagnose is read-only"
+    );
+
+    // `[]` while the backup holds an app: clobbered, a warning.
+    fs::write(&dump, "[]").expect("write []");
+    let d = lab.diagnose(&[]);
+    let f = d.one("dump.empty");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["evidence"]["backup_apps"], 1, "{f}");
+    assert_eq!(f["fix"]["action"], "restore-dump-from-backup", "{f}");
+    assert!(d.findings("dump.corrupt").is_empty(), "{}", d.pretty());
+    assert_eq!(d.code, 0, "warnings alone exit 0:\n{}", d.pretty());
+    assert_eq!(
+        lab.diagnose(&["--strict"]).code,
+        4,
+        "--strict counts warnings"
+    );
+
+    // Valid JSON, wrong shape: pm2 resurrect crashes on it.
+    fs::write(&dump, r#"{"x":1}"#).expect("write object");
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("dump.corrupt");
+    assert_eq!(f["evidence"]["kind"], "an object", "{f}");
+    assert_eq!(f["evidence"]["backup_valid"], true, "{f}");
+    assert_eq!(f["fix"]["action"], "restore-dump-from-backup", "{f}");
+
+    assert_eq!(
+        fs::read(&bak).expect("bak"),
+        bak_bytes,
+        "the backup is untouched"
+    );
+    assert!(d.findings("dump.backup-corrupt").is_empty());
+    assert!(
+        lab.daemons().is_empty(),
+        "diagnose must never start a daemon"
+    );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// d. wedged listener
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wedged_listener_is_reported_within_the_deadline() {
+    let _serial = serial();
+    // No pm2 needed: the listener is ours. It accepts (the kernel queues the
+    // connection) and never answers, like a wedged daemon (§3.3).
+    let lab = Lab::new(None);
+    let listener = UnixListener::bind(lab.path("rpc.sock")).expect("bind rpc.sock");
+
+    let timeout = Duration::from_secs(1);
+    let slack = Duration::from_secs(4);
+    let d = lab.diagnose(&["--timeout", "1"]);
+    eprintln!(
+        "diagnose --timeout 1 against a wedged listener took {:?}",
+        d.elapsed
+    );
+    assert!(
+        d.elapsed < timeout + slack,
+        "diagnose took {:?} with --timeout 1",
+        d.elapsed
+    );
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("daemon.unresponsive");
+    assert_eq!(f["evidence"]["connected"], true, "{f}");
+    assert!(
+        lab.daemons().is_empty(),
+        "diagnose must never start a daemon"
+    );
+    drop(listener);
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// e. pm2.pid names an unrelated live process
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pm2_pid_naming_an_unrelated_process_is_foreign_and_left_alone() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    lab.pm2(&["ping"], &[]);
+    lab.sigkill_daemon();
+    // The daemon's pid "reused" by an unrelated process.
+    let sleeper = lab.spawn("sleep", &["300"], &[]);
+    fs::write(lab.path("pm2.pid"), sleeper.to_string()).expect("write pm2.pid");
+
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("daemon.pid-foreign");
+    assert_eq!(evidence_pid(f), sleeper, "{f}");
+    assert!(
+        f["evidence"]["cmdline"]
+            .as_str()
+            .is_some_and(|c| c.contains("sleep")),
+        "{f}"
+    );
+    assert!(d.findings("daemon.pid-stale").is_empty(), "{}", d.pretty());
+    assert!(
+        lab.child_running(sleeper),
+        "diagnose must never signal the pid in pm2.pid"
+    );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// f. a directory where rpc.sock belongs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn directory_at_rpc_sock_is_not_a_socket() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    lab.pm2(&["ping"], &[]);
+    lab.pm2(&["kill"], &[]);
+    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    // With this, a new daemon spins at 100% CPU and pm2 hangs (§3.3): only
+    // pm2-doctor may look at this home.
+    fs::create_dir(lab.path("rpc.sock")).expect("mkdir rpc.sock");
+
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("socket.not-a-socket");
+    assert_eq!(f["evidence"]["kind"], "a directory", "{f}");
+    assert_eq!(
+        f["evidence"]["path"],
+        lab.path("rpc.sock").display().to_string(),
+        "{f}"
+    );
+    assert!(lab.path("rpc.sock").is_dir(), "diagnose is read-only");
+    assert!(
+        lab.daemons().is_empty(),
+        "diagnose must never start a daemon"
+    );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// g. ghost daemons
+// ---------------------------------------------------------------------------
+
+#[test]
+fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    let first = lab.daemon_pid();
+    let web = lab.app_pid("web", 0);
+
+    fs::remove_file(lab.path("rpc.sock")).expect("remove rpc.sock");
+    // The next pm2 command spawns a second daemon for the same home. In
+    // 7.0.4 that daemon binds rpc.sock but can never bind pub.sock (the
+    // first daemon still listens there), so it never reports ready and the
+    // CLI hangs: it runs in the background and is killed by pid below.
+    let cli = lab.spawn_pm2(&["ping"]);
+    let rpc = lab.path("rpc.sock");
+    wait_until("a second daemon answering on rpc.sock", || {
+        lab.daemons().len() == 2 && UnixStream::connect(&rpc).is_ok()
+    });
+    lab.stop_child(cli);
+    let second = lab.daemon_pid();
+    assert_ne!(first, second, "pm2.pid names the new daemon");
+
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("daemon.duplicate");
+    let listed: BTreeSet<u64> = f["evidence"]["daemons"]
+        .as_array()
+        .expect("evidence.daemons")
+        .iter()
+        .filter_map(|x| x["pid"].as_u64())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([u64::from(first), u64::from(second)]),
+        "{f}"
+    );
+    assert_eq!(f["evidence"]["pm2_pid"], second, "{f}");
+    // The ghost still runs its app: managed (by the ghost), not an orphan.
+    assert!(port_answers(port), "the ghost's app keeps serving");
+    assert!(
+        d.findings("process.orphan")
+            .iter()
+            .all(|o| evidence_pid(o) != web),
+        "{}",
+        d.pretty()
+    );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// h. daemon and CLI versions differ
+// ---------------------------------------------------------------------------
+
+#[test]
+fn older_cli_than_daemon_is_a_version_mismatch() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    lab.pm2(&["ping"], &[]);
+    lab.daemon_pid();
+
+    // A pm2 5.4.3 as npm installs it globally: <prefix>/bin/pm2 is a symlink
+    // into <prefix>/lib/node_modules/pm2/bin/pm2. Its "binary" leaves a mark
+    // if anyone runs it: pm2-doctor must only read package.json.
+    let prefix = lab.root.path().join("old-pm2");
+    let pkg = prefix.join("lib/node_modules/pm2");
+    fs::create_dir_all(pkg.join("bin")).expect("mkdir pkg/bin");
+    fs::write(
+        pkg.join("package.json"),
+        r#"{"name":"pm2","version":"5.4.3"}"#,
+    )
+    .expect("write package.json");
+    let marker = lab.root.path().join("fake-pm2-was-run");
+    let script = pkg.join("bin/pm2");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch '{}'\nexit 99\n", marker.display()),
+    )
+    .expect("write fake pm2");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    fs::create_dir_all(prefix.join("bin")).expect("mkdir bin");
+    let bin = prefix.join("bin/pm2");
+    std::os::unix::fs::symlink("../lib/node_modules/pm2/bin/pm2", &bin).expect("symlink");
+
+    let check = |d: &Diag| {
+        let f = d.one("daemon.version-mismatch");
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["evidence"]["daemon_version"], PM2_VERSION, "{f}");
+        assert_eq!(f["evidence"]["daemon_version_source"], "getVersion", "{f}");
+        assert_eq!(f["evidence"]["cli_version"], "5.4.3", "{f}");
+        assert_eq!(f["evidence"]["cli"], bin.display().to_string(), "{f}");
+        assert_eq!(f["fix"]["action"], "pm2-update", "{f}");
+        assert_eq!(d.code, 0, "a warning alone exits 0:\n{}", d.pretty());
+    };
+    let bin_s = bin.display().to_string();
+    check(&lab.diagnose(&["--pm2", &bin_s]));
+    // Found on PATH, ahead of everything else.
+    let mut path = OsString::from(prefix.join("bin"));
+    path.push(":");
+    path.push(path_var());
+    check(&lab.diagnose_with_path(&[], path));
+    assert_eq!(lab.diagnose(&["--pm2", &bin_s, "--strict"]).code, 4);
+    // The matching CLI is fine.
+    let cli = real_cli().display().to_string();
+    assert_eq!(
+        lab.diagnose(&["--pm2", &cli])
+            .status("daemon.version-mismatch"),
+        "ok"
+    );
+    assert!(!marker.exists(), "pm2-doctor ran the pm2 CLI");
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// i. app pid files naming dead and reused pids
+// ---------------------------------------------------------------------------
+
+#[test]
+fn app_pid_files_naming_dead_and_reused_pids() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    // Default settings (pmx on): both apps die with their daemon (§5.4,
+    // timeline A) and leave their pid files behind.
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
+    wait_until("web to listen", || port_answers(port));
+    let web = lab.app_pid("web", 0);
+    let ticker = lab.app_pid("ticker", 1);
+    lab.sigkill_daemon();
+    wait_until("the apps to die with their daemon", || {
+        !procfs::alive(web) && !procfs::alive(ticker)
+    });
+    // web's pid "reused" by an unrelated process of ours.
+    let sleeper = lab.spawn("sleep", &["300"], &[]);
+    let web_file = lab.path("pids/web-0.pid");
+    fs::write(&web_file, sleeper.to_string()).expect("write web-0.pid");
+
+    let d = lab.diagnose(&[]);
+    let stale = d.one("pidfile.stale");
+    assert_eq!(evidence_pid(stale), ticker, "{stale}");
+    assert_eq!(stale["evidence"]["app"], "ticker", "{stale}");
+    assert_eq!(
+        stale["evidence"]["path"],
+        lab.path("pids/ticker-1.pid").display().to_string()
+    );
+    let foreign = d.one("pidfile.foreign");
+    assert_eq!(evidence_pid(foreign), sleeper, "{foreign}");
+    assert_eq!(foreign["evidence"]["app"], "web", "{foreign}");
+    assert_eq!(foreign["evidence"]["path"], web_file.display().to_string());
+    assert!(
+        d.findings("process.orphan").is_empty(),
+        "no app survived, so no orphan:\n{}",
+        d.pretty()
+    );
+    let found = d.checks_found();
+    assert!(
+        found.contains("daemon.pid-stale"),
+        "the SIGKILLed daemon's pm2.pid is stale too: {found:?}"
+    );
+    assert!(
+        lab.child_running(sleeper),
+        "diagnose must not signal the pid in a pid file"
+    );
+    lab.finish();
+}
