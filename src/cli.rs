@@ -24,6 +24,12 @@ pub struct Cli {
 pub enum Command {
     /// Inspect a PM2 home read-only and explain every problem with evidence and a fix
     Diagnose(DiagnoseArgs),
+    /// Fix what diagnose found: back up, then clean stale state and kill proven orphans
+    Repair(RepairArgs),
+    /// Put back every file a repair changed (killed processes cannot be brought back)
+    Undo(UndoArgs),
+    /// List the backups of past repairs, or prune old ones
+    Backups(BackupsArgs),
     /// List every check with its id, severity and a one-line description
     Checks(ChecksArgs),
 }
@@ -92,6 +98,96 @@ pub struct DiagnoseArgs {
     /// a captured incident, or a fixture)
     #[arg(long, value_name = "FILE")]
     pub process_snapshot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where repair runs are kept [default: $PM2_DOCTOR_BACKUP_DIR, else the platform data folder]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").args(["dry_run", "safe_only", "yes"])))]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Apply only safe actions, without asking (for cron, like fsck -p)
+    #[arg(long)]
+    pub safe_only: bool,
+
+    /// Apply safe and disruptive actions without asking
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Seconds a process gets between SIGTERM and SIGKILL
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub grace: std::time::Duration,
+
+    /// Deadline for each daemon or socket probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+
+    /// When to use colour
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The pm2 CLI to compare versions with [default: the first pm2 on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub pm2: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The run to undo [default: the latest run of this home]
+    pub run_id: Option<String>,
+
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    /// Restore even files that changed after the run
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    /// Delete old runs, keeping the newest --keep
+    #[arg(long, requires = "keep")]
+    pub prune: bool,
+
+    /// How many runs --prune keeps
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// The settings every subcommand shares: where the home is and how
+    /// long a probe may take. Diagnose-only knobs get their defaults.
+    pub fn for_home(home: Option<&std::path::Path>, timeout: Duration, env: &EnvMap) -> Config {
+        let platform = Platform::current();
+        Config {
+            paths: Pm2Paths::resolve(home, env, home_dir(platform, env), platform),
+            timeout,
+            only: None,
+            format: Format::Human,
+            verbose: false,
+            strict: false,
+            color: ColorChoice::Auto,
+            pm2_bin: None,
+            path_var: env.get("PATH").cloned(),
+            process_snapshot: None,
+            platform,
+        }
+    }
+
     pub fn from_args(args: &DiagnoseArgs, env: &EnvMap) -> Result<Config, String> {
         let only = if args.only.is_empty() {
             None
@@ -38,14 +57,13 @@ impl Config {
             )
         };
         let platform = Platform::current();
-        // os.homedir() on Unix is $HOME even when empty (then PM2 falls back
-        // to /etc/.pm2); only an unset HOME goes to the password database.
-        let home_dir = match (platform, env.get("HOME")) {
-            (Platform::Unix, Some(h)) => Some(PathBuf::from(h)),
-            _ => dirs::home_dir(),
-        };
         Ok(Config {
-            paths: Pm2Paths::resolve(args.home.home.as_deref(), env, home_dir, platform),
+            paths: Pm2Paths::resolve(
+                args.home.home.as_deref(),
+                env,
+                home_dir(platform, env),
+                platform,
+            ),
             timeout: args.timeout,
             only,
             format: args.format,
@@ -61,5 +79,14 @@ impl Config {
 
     pub fn selected(&self, id: CheckId) -> bool {
         self.only.as_ref().is_none_or(|s| s.contains(&id))
+    }
+}
+
+/// os.homedir() on Unix is $HOME even when empty (then PM2 falls back to
+/// /etc/.pm2); only an unset HOME goes to the password database.
+fn home_dir(platform: Platform, env: &EnvMap) -> Option<PathBuf> {
+    match (platform, env.get("HOME")) {
+        (Platform::Unix, Some(h)) => Some(PathBuf::from(h)),
+        _ => dirs::home_dir(),
     }
 }

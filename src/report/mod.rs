@@ -4,6 +4,7 @@
 pub mod human;
 pub mod json;
 pub mod prometheus;
+pub mod repair;
 
 use crate::diagnose::Diagnosis;
 use crate::probe::ProbeOutcome;
