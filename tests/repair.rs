@@ -3,6 +3,7 @@
 //! carrying PM2's markers, their session mates, and decoys that must
 //! survive. Every process a test starts is killed by pid when it ends.
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;

@@ -21,6 +21,7 @@ pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
 }
 
 /// Parses one `/proc/net/tcp` table: LISTEN (state `0A`) inode → port.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn parse_proc_net_tcp(text: &str) -> HashMap<u64, u16> {
     let mut out = HashMap::new();
     for line in text.lines().skip(1) {
