@@ -95,7 +95,8 @@ scenario("hostile-pid-files",
          {"pm2.pid": "", "pids/a-0.pid": "-1", "pids/b-1.pid": "0", "pids/c-2.pid": "99999999999",
           "pids/d-3.pid": "not a pid", "pids/e-4.pid": "", "pids/f-5.pid": None, "pids/g-6.pid": "1"},
          base_procs,
-         {"exit_code": 4, "problems": ["daemon.pid-stale", "pidfile.invalid", "home.symlink-outside"]},
+         {"exit_code": 12, "problems": ["daemon.pid-stale", "pidfile.invalid", "home.symlink-outside"],
+          "unknown": ["pidfile.stale", "pidfile.foreign"]},
          extra={"symlinks": {"home/pids/h-7.pid": "/etc/hostname"}}, apps=())
 
 # 5. corrupt dump with a valid backup
@@ -146,6 +147,13 @@ d = os.path.join(R, "no-home"); os.makedirs(d)
 json.dump({"processes": base_procs, "self_pid": 99999}, open(os.path.join(d, "processes.json"), "w"), indent=1)
 json.dump({"copy": True, "expect": {"exit_code": 0, "problems": ["home.missing"]}}, open(os.path.join(d, "scenario.json"), "w"), indent=2)
 
+# 11b. the home was deleted (`rm -rf ~/.pm2`) but an app of it still runs
+d = os.path.join(R, "home-deleted-orphan"); os.makedirs(d)
+procs = base_procs + [proc(16868, 1795855006, "node", ["node", "/srv/web.js"], env=app_env("web", 0), ports=[18741])]
+json.dump({"processes": procs, "self_pid": 99999}, open(os.path.join(d, "processes.json"), "w"), indent=1)
+json.dump({"copy": True, "expect": {"exit_code": 4, "problems": ["home.missing", "process.orphan"], "orphans": [16868]}},
+          open(os.path.join(d, "scenario.json"), "w"), indent=2)
+
 # 12. the seed incident, as found on the Windows box (replayed on any OS)
 WH = "C:\\Users\\dev\\.pm2"
 def wentry(name, pm_id, script, interp, status, restarts, mode, cwd):
@@ -187,7 +195,9 @@ scenario("seed-incident",
           "logs/chinvex-gateway-error.log": err, "logs/c3-backend-error.log": "Error: listen EADDRINUSE: address already in use 127.0.0.1:7780\n",
           "pids/c3-backend-0.pid": "4960", "pids/chinvex-gateway-1.pid": "18244", "pids/chinvex-tunnel-2.pid": "18250"},
          procs,
-         {"exit_code": 4, "problems": ["daemon.pid-stale", "pidfile.stale", "process.orphan", "dump.secrets-exposed"],
-          "orphans": [4960, 7312]},
+         {"exit_code": 4, "problems": ["daemon.pid-stale", "pidfile.stale", "process.orphan", "dump.secrets-exposed",
+                                       "app.crash-loop", "app.guard-bypassed", "app.port-conflict", "log.daemon-errors",
+                                       "windows.wmi-degraded"],
+          "orphans": [4960, 7312], "port_holders": {"c3-backend": 4960, "chinvex-gateway": 7312}},
          copy=False, apps=())
 print("ok")

@@ -28,10 +28,56 @@ pub enum Command {
     Repair(RepairArgs),
     /// Put back every file a repair changed (killed processes cannot be brought back)
     Undo(UndoArgs),
+    /// Bring the apps back from a validated dump or an ecosystem file, then watch them
+    Resurrect(ResurrectArgs),
     /// List the backups of past repairs, or prune old ones
     Backups(BackupsArgs),
+    /// List every port the home's apps want and which process holds each
+    Ports(PortsArgs),
+    /// Check an ecosystem file (.js/.cjs/.mjs/.json/.yml) for crash-loop-prone settings
+    Lint(LintArgs),
     /// List every check with its id, severity and a one-line description
     Checks(ChecksArgs),
+    /// A Markdown bug report that works with the daemon dead or wedged (secrets redacted)
+    Report(ReportArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    /// Write the report to FILE (atomically) instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Deadline for the daemon probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Read the process table from a JSON snapshot instead of the OS
+    #[arg(long, value_name = "FILE")]
+    pub process_snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,10 +140,19 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "PATH")]
     pub pm2: Option<PathBuf>,
 
+    /// Report logs larger than this many MiB
+    #[arg(long, value_name = "MIB", default_value_t = 100)]
+    pub log_size_limit: u64,
+
     /// Read the process table from a JSON snapshot instead of the OS (replaying
     /// a captured incident, or a fixture)
     #[arg(long, value_name = "FILE")]
     pub process_snapshot: Option<PathBuf>,
+
+    /// Write the result to FILE atomically (temp file, fsync, rename), so a
+    /// reader such as node_exporter never sees half of it
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +187,13 @@ pub struct RepairArgs {
     #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
     pub grace: std::time::Duration,
 
+    /// After repairing, bring the apps back (see `pm2-doctor resurrect`)
+    #[arg(long)]
+    pub resurrect: bool,
+
+    #[command(flatten)]
+    pub start: StartArgs,
+
     /// Deadline for each daemon or socket probe, in seconds
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub timeout: std::time::Duration,
@@ -147,6 +209,57 @@ pub struct RepairArgs {
     /// The pm2 CLI to compare versions with [default: the first pm2 on PATH]
     #[arg(long, value_name = "PATH")]
     pub pm2: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Start from this ecosystem file (`pm2 start FILE`: fresh created_at values)
+    #[arg(long, value_name = "FILE")]
+    pub ecosystem: Option<PathBuf>,
+
+    /// The dump to start from: `dump`, `backup:RUN_ID` or a file [default: the newest valid dump]
+    #[arg(long, value_name = "SOURCE", conflicts_with = "ecosystem")]
+    pub from: Option<String>,
+
+    /// Seconds to watch the apps settle after starting them
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub watch: std::time::Duration,
+
+    /// Deadline for each pm2 CLI call, in seconds
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub call_timeout: std::time::Duration,
+
+    /// Drop created_at from the dump PM2 reads, so its restart guard works again
+    #[arg(long)]
+    pub rearm_guard: bool,
+
+    /// Run `pm2 save` when every app is stable (the old dump is kept first)
+    #[arg(long)]
+    pub save: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResurrectArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    #[command(flatten)]
+    pub start: StartArgs,
+
+    /// The pm2 CLI to run [default: the first pm2 on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub pm2: Option<PathBuf>,
+
+    /// Deadline for each daemon or socket probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +304,50 @@ pub struct BackupsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PortsArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    /// Deadline for the daemon probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+
+    /// Read the process table from a JSON snapshot instead of the OS
+    #[arg(long, value_name = "FILE")]
+    pub process_snapshot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The ecosystem file [default: ecosystem.config.{js,cjs,mjs,json,yml,yaml} in the current folder]
+    pub file: Option<PathBuf>,
+
+    /// Print the suggested changes as a diff (nothing is written)
+    #[arg(long)]
+    pub fix_preview: bool,
+
+    /// Deadline for evaluating a JavaScript ecosystem file with node, in seconds
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// The node binary used to evaluate JavaScript ecosystem files [default: node on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub node: Option<PathBuf>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+
+    /// When to use colour
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Args)]
 pub struct ChecksArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Human)]
@@ -202,7 +359,7 @@ fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(0.05..=600.0).contains(&secs) {
-        return Err("the timeout must be between 0.05 and 600 seconds".into());
+        return Err("must be between 0.05 and 600 seconds".into());
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
@@ -215,6 +372,15 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_limit_default_matches_config() {
+        let cli = Cli::try_parse_from(["pm2-doctor", "diagnose"]).unwrap();
+        let Some(Command::Diagnose(d)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(d.log_size_limit, crate::config::DEFAULT_LOG_LIMIT_MIB);
     }
 
     #[test]

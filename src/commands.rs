@@ -25,7 +25,30 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Diagnose(args)) => diagnose_cmd(&args),
         Some(Command::Repair(args)) => repair_cmd(&args),
         Some(Command::Undo(args)) => undo_cmd(&args),
+        Some(Command::Resurrect(args)) => resurrect_cmd(&args),
         Some(Command::Backups(args)) => backups_cmd(&args),
+        Some(Command::Lint(args)) => crate::lint::run_cli(&args),
+        Some(Command::Ports(args)) => ports_cmd(&args),
+        Some(Command::Report(args)) => report_cmd(&args),
+        Some(Command::Completions(args)) => {
+            let shell = match args.shell {
+                cli::Shell::Bash => clap_complete::Shell::Bash,
+                cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                cli::Shell::Fish => clap_complete::Shell::Fish,
+                cli::Shell::Powershell => clap_complete::Shell::PowerShell,
+                cli::Shell::Elvish => clap_complete::Shell::Elvish,
+            };
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "pm2-doctor", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            std::io::stdout().write_all(&buf)?;
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -60,6 +83,24 @@ fn diagnose_cmd(args: &cli::DiagnoseArgs) -> anyhow::Result<i32> {
     };
     let d = diagnose::run(&cfg)?;
     let code = d.exit_code(cfg.strict);
+    if let Some(path) = &cfg.output {
+        let bytes = match cfg.format {
+            Format::Human => {
+                let mut buf = anstream::StripStream::new(Vec::new());
+                report::human::render(&mut buf, &d, cfg.verbose)?;
+                buf.into_inner()
+            }
+            Format::Json => {
+                let mut v = serde_json::to_vec_pretty(&report::json::document(&d, code))?;
+                v.push(b'\n');
+                v
+            }
+            Format::Prometheus => report::prometheus::render(&d, code).into_bytes(),
+        };
+        repair::journal::write_atomic(path, &bytes, Some(0o644))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        return Ok(code);
+    }
     match cfg.format {
         Format::Human => {
             let mut out = stdout_stream(cfg.color);
@@ -136,7 +177,7 @@ fn repair_cmd(args: &cli::RepairArgs) -> anyhow::Result<i32> {
     let rep = match result {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(anstream::stderr(), "pm2-doctor: repair refused: {e:#}");
+            let _ = writeln!(anstream::stderr(), "pm2-doctor: repair failed: {e:#}");
             return Ok(repair::exit::OPERATIONAL);
         }
     };
@@ -148,7 +189,84 @@ fn repair_cmd(args: &cli::RepairArgs) -> anyhow::Result<i32> {
         }
         ListFormat::Json => print_json(&report::repair::document(&rep))?,
     }
+    let wants_start = args.resurrect && rep.mode != Mode::DryRun;
+    let cleaned = rep.exit_code & repair::exit::LEFT_UNFIXED == 0;
+    if wants_start && rep.exit_code != repair::exit::CANCELLED {
+        if !cleaned {
+            let _ = writeln!(
+                anstream::stderr(),
+                "pm2-doctor: not resurrecting: problems are left (see above)"
+            );
+            return Ok(rep.exit_code);
+        }
+        let opts = start_options(
+            &args.start,
+            args.pm2.clone(),
+            Some(opts.backup_base.clone()),
+        );
+        let code = bring_back(&cfg, &opts, args.format)?;
+        return Ok(rep.exit_code | code);
+    }
     Ok(rep.exit_code)
+}
+
+fn start_options(
+    start: &cli::StartArgs,
+    pm2: Option<PathBuf>,
+    backup_base: Option<PathBuf>,
+) -> crate::resurrect::Options {
+    crate::resurrect::Options {
+        from: start.from.clone(),
+        ecosystem: start.ecosystem.clone(),
+        pm2,
+        watch: start.watch,
+        call_timeout: start.call_timeout,
+        rearm_guard: start.rearm_guard,
+        save: start.save,
+        backup_base,
+    }
+}
+
+/// Chooses the source and starts the apps; renders the outcome.
+fn bring_back(
+    cfg: &Config,
+    opts: &crate::resurrect::Options,
+    format: ListFormat,
+) -> anyhow::Result<i32> {
+    let (source, why) = match crate::resurrect::choose(cfg, opts) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "pm2-doctor: resurrect refused: {e}");
+            return Ok(repair::exit::LEFT_UNFIXED);
+        }
+    };
+    let outcome = match crate::resurrect::run(cfg, opts, source, why) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "pm2-doctor: resurrect refused: {e:#}");
+            return Ok(repair::exit::LEFT_UNFIXED);
+        }
+    };
+    match format {
+        ListFormat::Human => {
+            let mut out = stdout_stream(cli::ColorChoice::Auto);
+            report::resurrect::render(&mut out, &outcome)?;
+        }
+        ListFormat::Json => print_json(&report::resurrect::document(&outcome))?,
+    }
+    Ok(outcome.exit_code)
+}
+
+fn resurrect_cmd(args: &cli::ResurrectArgs) -> anyhow::Result<i32> {
+    let env = home::process_env();
+    let mut cfg = Config::for_home(args.home.home.as_deref(), args.timeout, &env);
+    cfg.pm2_bin = args.pm2.clone();
+    let opts = start_options(
+        &args.start,
+        args.pm2.clone(),
+        backup_base(args.backup.backup_dir.as_ref(), &env),
+    );
+    bring_back(&cfg, &opts, args.format)
 }
 
 fn runs_home(
@@ -190,6 +308,21 @@ fn undo_cmd(args: &cli::UndoArgs) -> anyhow::Result<i32> {
             }
         },
     };
+    // Undo must not race a repair of the same home.
+    let mut ctl = repair::system_control()?;
+    let _lock = match repair::lock::acquire(&dir, "undo", &mut ctl) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "pm2-doctor: {e}");
+            return Ok(exit::INCOMPLETE);
+        }
+    };
+    if let Some(note) = &_lock.took_over {
+        let _ = writeln!(
+            anstream::stderr(),
+            "pm2-doctor: took over a stale lock: {note}"
+        );
+    }
     let rep = repair::undo::undo(&run_dir, args.force)?;
     let code = if rep.refused {
         repair::exit::LEFT_UNFIXED
@@ -212,7 +345,17 @@ fn backups_cmd(args: &cli::BackupsArgs) -> anyhow::Result<i32> {
         Err(e) => return usage(e),
     };
     let removed = match (args.prune, args.keep) {
-        (true, Some(keep)) => repair::undo::prune(&dir, keep)?,
+        (true, Some(keep)) => {
+            let mut ctl = repair::system_control()?;
+            let _lock = match repair::lock::acquire(&dir, "prune", &mut ctl) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = writeln!(anstream::stderr(), "pm2-doctor: {e}");
+                    return Ok(exit::INCOMPLETE);
+                }
+            };
+            repair::undo::prune(&dir, keep)?
+        }
         _ => Vec::new(),
     };
     let runs = repair::undo::summaries(&dir);
@@ -245,6 +388,141 @@ fn backups_cmd(args: &cli::BackupsArgs) -> anyhow::Result<i32> {
                     r.run_id, r.started_at, r.state, r.actions_done, r.actions, r.files, r.bytes
                 )?;
             }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn ports_cmd(args: &cli::PortsArgs) -> anyhow::Result<i32> {
+    let env = home::process_env();
+    let mut cfg = Config::for_home(args.home.home.as_deref(), args.timeout, &env);
+    cfg.process_snapshot = args.process_snapshot.clone();
+    let g = diagnose::gather(&cfg)?;
+    let wanted = crate::apps::wanted_ports(&g.apps, &g.logs);
+    let mut ports: Vec<u16> = wanted.iter().map(|w| w.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let holders = diagnose::listeners_of(&cfg, &g.procs, &ports);
+    let reported: std::collections::HashSet<u32> = g.apps.iter().filter_map(|a| a.pid).collect();
+    let rows: Vec<serde_json::Value> = wanted
+        .iter()
+        .map(|w| {
+            let app_pid = g
+                .apps
+                .iter()
+                .find(|a| a.label() == w.app)
+                .and_then(|a| a.pid);
+            let hs: Vec<serde_json::Value> = holders
+                .get(&w.port)
+                .into_iter()
+                .flatten()
+                .filter_map(|pid| g.procs.get(*pid))
+                .map(|p| {
+                    let kind = if Some(p.pid) == app_pid {
+                        "the app itself"
+                    } else if g.membership.daemons.contains(&p.pid) {
+                        "this home's daemon"
+                    } else if let Some(m) = g.membership.members.get(&p.pid) {
+                        if m.managed_by.is_none() && !reported.contains(&p.pid) {
+                            "orphan of this home"
+                        } else {
+                            "another app of this home"
+                        }
+                    } else {
+                        "not this home's"
+                    };
+                    serde_json::json!({
+                        "pid": p.pid,
+                        "start_time": crate::checks::iso(p.start_time),
+                        "cmdline": p.cmdline(),
+                        "kind": kind,
+                    })
+                })
+                .collect();
+            serde_json::json!({"app": w.app, "port": w.port, "source": w.source, "holders": hs})
+        })
+        .collect();
+    match args.format {
+        ListFormat::Json => print_json(&serde_json::json!({
+            "schema_version": 1,
+            "home": cfg.paths.home,
+            "ports": rows,
+        }))?,
+        ListFormat::Human => {
+            let mut out = stdout_stream(cli::ColorChoice::Auto);
+            writeln!(
+                out,
+                "ports wanted by the apps of {}",
+                cfg.paths.home.display()
+            )?;
+            if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no app names a port (PORT-like env keys or address-in-use errors)"
+                )?;
+            }
+            for r in &rows {
+                let holders = r["holders"].as_array().cloned().unwrap_or_default();
+                let who = if holders.is_empty() {
+                    "free (nobody listens)".to_string()
+                } else {
+                    holders
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "pid {} {} ({})",
+                                h["pid"],
+                                h["kind"].as_str().unwrap_or(""),
+                                h["cmdline"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                writeln!(
+                    out,
+                    "{:>5}  {:<24} {:<14} {who}",
+                    r["port"],
+                    r["app"].as_str().unwrap_or(""),
+                    r["source"].as_str().unwrap_or("")
+                )?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn report_cmd(args: &cli::ReportArgs) -> anyhow::Result<i32> {
+    let env = home::process_env();
+    let mut cfg = Config::for_home(args.home.home.as_deref(), args.timeout, &env);
+    cfg.process_snapshot = args.process_snapshot.clone();
+    let clock = std::time::Instant::now();
+    let started = chrono::Utc::now();
+    let g = diagnose::gather(&cfg)?;
+    let d = diagnose::evaluate(&cfg, &g, started, clock);
+    let mut node = std::process::Command::new("node");
+    node.arg("--version");
+    let versions = report::bundle::Versions {
+        node: crate::bounded::run(node, std::time::Duration::from_secs(2))
+            .ok()
+            .filter(|o| o.status == Some(0))
+            .map(|o| o.stdout.trim().to_string()),
+        os: sysinfo::System::long_os_version().ok().map(|os| {
+            let kernel = sysinfo::System::kernel_version().unwrap_or_default();
+            format!("{os} (kernel {kernel})")
+        }),
+    };
+    let text = report::bundle::render(&g, &d, &versions);
+    match &args.output {
+        Some(p) => {
+            repair::journal::write_atomic(p, text.as_bytes(), Some(0o600))
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            let _ = writeln!(anstream::stderr(), "report written to {}", p.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
         }
     }
     Ok(exit::OK)

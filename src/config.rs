@@ -22,7 +22,14 @@ pub struct Config {
     pub path_var: Option<String>,
     pub process_snapshot: Option<PathBuf>,
     pub platform: Platform,
+    /// Logs larger than this many bytes are reported.
+    pub log_limit: u64,
+    /// Write the rendered result here (atomically) instead of stdout.
+    pub output: Option<PathBuf>,
 }
+
+/// The default size above which a log is reported (log.oversized).
+pub const DEFAULT_LOG_LIMIT_MIB: u64 = 100;
 
 impl Config {
     /// The settings every subcommand shares: where the home is and how
@@ -41,6 +48,8 @@ impl Config {
             path_var: env.get("PATH").cloned(),
             process_snapshot: None,
             platform,
+            log_limit: DEFAULT_LOG_LIMIT_MIB * 1024 * 1024,
+            output: None,
         }
     }
 
@@ -74,6 +83,8 @@ impl Config {
             path_var: env.get("PATH").cloned(),
             process_snapshot: args.process_snapshot.clone(),
             platform,
+            log_limit: args.log_size_limit.saturating_mul(1024 * 1024),
+            output: args.output.clone(),
         })
     }
 

@@ -72,10 +72,44 @@ impl Diagnosis {
     }
 }
 
-/// Runs every selected check against the home in `cfg`. Reads only.
-pub fn run(cfg: &Config) -> anyhow::Result<Diagnosis> {
-    let clock = Instant::now();
-    let started_at = chrono::Utc::now();
+/// Everything read from the system for one run: the snapshots the checks
+/// look at. Reading is all done here; checks only compute.
+pub struct Gathered {
+    pub home: HomeSnapshot,
+    pub procs: crate::process::ProcessSnapshot,
+    pub matcher: HomeMatcher,
+    pub membership: Membership,
+    pub daemon: DaemonView,
+    pub cli: Option<Pm2Cli>,
+    pub apps: Vec<crate::apps::AppView>,
+    pub logs: crate::logs::LogSnapshot,
+    pub listeners: std::collections::HashMap<u16, Vec<u32>>,
+}
+
+/// Holders of `ports`: from the OS, or from a replayed process table (which
+/// carries its own port evidence).
+pub fn listeners_of(
+    cfg: &Config,
+    procs: &crate::process::ProcessSnapshot,
+    ports: &[u16],
+) -> std::collections::HashMap<u16, Vec<u32>> {
+    if ports.is_empty() {
+        return Default::default();
+    }
+    if cfg.process_snapshot.is_none() {
+        return crate::process::port_listeners(ports);
+    }
+    let mut m = std::collections::HashMap::<u16, Vec<u32>>::new();
+    for p in procs.procs.values() {
+        for port in p.listen_ports.iter().filter(|port| ports.contains(port)) {
+            m.entry(*port).or_default().push(p.pid);
+        }
+    }
+    m
+}
+
+/// Reads the home, the process table, the daemon (bounded) and the logs.
+pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     let home = HomeSnapshot::read(&cfg.paths);
     let procs = match &cfg.process_snapshot {
         Some(file) => FileSource(file).snapshot()?,
@@ -103,28 +137,73 @@ pub fn run(cfg: &Config) -> anyhow::Result<Diagnosis> {
         }
     };
     let cli = pm2cli::locate(cfg.pm2_bin.as_deref(), cfg.path_var.as_deref());
+    let daemon_apps = match &daemon.rpc {
+        Some(ProbeOutcome::Answered(r)) => r.apps.as_deref(),
+        _ => None,
+    };
+    let apps = crate::apps::collect(daemon_apps, home.dump.apps());
+    let logs = if home.exists {
+        crate::logs::snapshot(&cfg.paths, &apps)
+    } else {
+        crate::logs::LogSnapshot::default()
+    };
+    // Only ports that failing apps want are traced to their owners.
+    let wanted: Vec<u16> = crate::apps::failing_ports(&apps, &logs);
+    let listeners = listeners_of(cfg, &procs, &wanted);
+    Ok(Gathered {
+        home,
+        procs,
+        matcher,
+        membership,
+        daemon,
+        cli,
+        apps,
+        logs,
+        listeners,
+    })
+}
+
+/// Runs every selected check against the home in `cfg`. Reads only.
+pub fn run(cfg: &Config) -> anyhow::Result<Diagnosis> {
+    let clock = Instant::now();
+    let started_at = chrono::Utc::now();
+    let g = gather(cfg)?;
+    Ok(evaluate(cfg, &g, started_at, clock))
+}
+
+/// The checks over what [`gather`] read.
+pub fn evaluate(
+    cfg: &Config,
+    g: &Gathered,
+    started_at: chrono::DateTime<chrono::Utc>,
+    clock: Instant,
+) -> Diagnosis {
     let ctx = Context {
-        home: &home,
-        procs: &procs,
-        membership: &membership,
-        matcher: &matcher,
-        daemon: &daemon,
-        cli: cli.as_ref(),
+        home: &g.home,
+        procs: &g.procs,
+        membership: &g.membership,
+        matcher: &g.matcher,
+        daemon: &g.daemon,
+        cli: g.cli.as_ref(),
         cli_requested: cfg.pm2_bin.as_deref(),
+        apps: &g.apps,
+        logs: &g.logs,
+        listeners: &g.listeners,
+        log_limit: cfg.log_limit,
         now: SystemTime::now(),
     };
     let verdict = checks::run(&ctx, &|id| cfg.selected(id));
-    let apps = app_stats(&home, &daemon);
-    Ok(Diagnosis {
+    let apps = app_stats(&g.home, &g.daemon);
+    Diagnosis {
         paths: cfg.paths.clone(),
         verdict,
-        daemon_pids: membership.daemons.clone(),
-        daemon,
+        daemon_pids: g.membership.daemons.clone(),
+        daemon: g.daemon.clone(),
         apps,
-        cli,
+        cli: g.cli.clone(),
         started_at,
         duration_ms: clock.elapsed().as_millis() as u64,
-    })
+    }
 }
 
 fn checks_need_probe(cfg: &Config) -> bool {

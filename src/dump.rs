@@ -79,6 +79,8 @@ pub enum EnvShape {
         pm2_home: Option<String>,
         /// Names (never values) of keys that look like secrets.
         secret_keys: Vec<String>,
+        /// `PORT`-like keys with a numeric value: the ports the app wants.
+        ports: Vec<(String, u16)>,
     },
 }
 
@@ -113,6 +115,14 @@ pub struct DumpEntry {
     pub unstable_restarts: Option<u64>,
     #[serde(deserialize_with = "lenient_u64")]
     pub created_at: Option<u64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub max_restarts: Option<u64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub min_uptime: Option<u64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub restart_delay: Option<u64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub exp_backoff_restart_delay: Option<u64>,
     #[serde(deserialize_with = "env_shape")]
     pub env: EnvShape,
     /// Set when the array element was not an object at all.
@@ -122,14 +132,14 @@ pub struct DumpEntry {
 
 /// A wrong type in one field must not make the whole dump unreadable: it is
 /// recorded as absent and the entry validator reports it.
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) => Some(s),
         _ => None,
     })
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(match serde_json::Value::deserialize(d)? {
         serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
         _ => None,
@@ -158,7 +168,22 @@ pub fn looks_secret(key: &str) -> bool {
     SECRET_MARKERS.iter().any(|m| k.contains(m))
 }
 
-fn env_shape<'de, D: Deserializer<'de>>(d: D) -> Result<EnvShape, D::Error> {
+/// `PORT=3000`, `HTTP_PORT="8080"`: a key named like a port with a value
+/// that is a valid port number.
+pub fn port_value(key: &str, v: &serde_json::Value) -> Option<u16> {
+    let k = key.to_ascii_uppercase();
+    if k != "PORT" && !k.ends_with("_PORT") {
+        return None;
+    }
+    let n = match v {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    u16::try_from(n).ok().filter(|p| *p > 0)
+}
+
+pub(crate) fn env_shape<'de, D: Deserializer<'de>>(d: D) -> Result<EnvShape, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = EnvShape;
@@ -168,6 +193,7 @@ fn env_shape<'de, D: Deserializer<'de>>(d: D) -> Result<EnvShape, D::Error> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvShape, A::Error> {
             let mut pm2_home = None;
             let mut secret_keys = Vec::new();
+            let mut ports = Vec::new();
             while let Some(key) = map.next_key::<String>()? {
                 if key == "PM2_HOME" {
                     pm2_home = lenient_string(map.next_value_seed(ValueSeed)?)
@@ -177,11 +203,14 @@ fn env_shape<'de, D: Deserializer<'de>>(d: D) -> Result<EnvShape, D::Error> {
                 }
                 let v: serde_json::Value = map.next_value_seed(ValueSeed)?;
                 // A secret is only exposed when it holds something.
-                let filled = match v {
+                let filled = match &v {
                     serde_json::Value::String(s) => !s.is_empty(),
                     serde_json::Value::Null => false,
                     _ => true,
                 };
+                if let Some(p) = port_value(&key, &v) {
+                    ports.push((key.clone(), p));
+                }
                 if filled && looks_secret(&key) {
                     secret_keys.push(key);
                 }
@@ -189,6 +218,7 @@ fn env_shape<'de, D: Deserializer<'de>>(d: D) -> Result<EnvShape, D::Error> {
             Ok(EnvShape::Object {
                 pm2_home,
                 secret_keys,
+                ports,
             })
         }
         fn visit_unit<E: de::Error>(self) -> Result<EnvShape, E> {
@@ -588,9 +618,26 @@ mod tests {
             EnvShape::Object {
                 pm2_home: Some("/h".into()),
                 secret_keys: vec!["GITHUB_TOKEN".into(), "DB_PASSWORD".into()],
+                ports: vec![],
             }
         );
         assert!(!format!("{:?}", entries[0]).contains("hunter2"));
+    }
+
+    #[test]
+    fn ports_come_from_port_like_keys() {
+        let DumpParse::Apps { entries, .. } = parse(
+            r#"[{"name":"a","env":{"PORT":"3000","HTTP_PORT":8080,"SPORT":"1","DB_PORT":"x","PORT2":"9"}}]"#,
+        ) else {
+            panic!()
+        };
+        let EnvShape::Object { ports, .. } = &entries[0].env else {
+            panic!()
+        };
+        assert_eq!(
+            ports,
+            &vec![("PORT".to_string(), 3000), ("HTTP_PORT".to_string(), 8080)]
+        );
     }
 
     #[test]

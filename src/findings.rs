@@ -103,7 +103,7 @@ checks! {
         "rpc.sock or pub.sock exists but nobody listens on it",
         "no socket file is left without a listener";
     SocketNotASocket => "socket.not-a-socket", Error,
-        "a directory or regular file sits where PM2 expects its socket",
+        "a directory or special file sits where PM2 expects its socket (a new daemon spins at 100% CPU)",
         "nothing but sockets sits at the socket paths";
     PidfileStale => "pidfile.stale", Warning,
         "an app pid file names a process that is gone or a zombie",
@@ -119,7 +119,7 @@ checks! {
         "dump.pm2 is absent or a JSON array";
     DumpUnsafe => "dump.unsafe", Error,
         "dump.pm2 parses only as JavaScript, not JSON (PM2 evaluates dumps as code)",
-        "dump.pm2 is strict JSON, no code";
+        "dump.pm2 holds no JavaScript literal or code";
     DumpInvalidEntry => "dump.invalid-entry", Error,
         "a dump entry lacks name, pm_exec_path, pm_pid_path or env (it crashes the daemon)",
         "every dump entry has name, script, pid path and env";
@@ -138,6 +138,39 @@ checks! {
     DumpSecretsExposed => "dump.secrets-exposed", Warning,
         "dump.pm2 is readable by other users and its env holds secret-looking keys",
         "no secret-looking env is readable by others in dump.pm2";
+    AppCrashLoop => "app.crash-loop", Error,
+        "an app keeps crashing and restarting, or PM2 gave up on it (errored)",
+        "no app is crash-looping";
+    AppGuardBypassed => "app.guard-bypassed", Warning,
+        "a restarting app that PM2's max_restarts guard will never stop",
+        "every restarting app is still covered by PM2's restart guard";
+    AppPortConflict => "app.port-conflict", Error,
+        "an app cannot bind its port because another process holds it",
+        "no app is failing on a port another process holds";
+    LogOversized => "log.oversized", Warning,
+        "pm2.log or an app log is larger than the threshold (crash loops fill disks)",
+        "every log is under the size threshold";
+    LogDaemonErrors => "log.daemon-errors", Warning,
+        "pm2.log records daemon errors (crashes, kill failures, pidusage/WMI errors)",
+        "pm2.log records no daemon errors";
+    WindowsWmiDegraded => "windows.wmi-degraded", Warning,
+        "pm2.log shows Windows WMI failing (pidusage/wmic errors): every pm2 command can hang",
+        "no sign of Windows WMI failures in pm2.log";
+    ConfigImplicitCluster => "config.implicit-cluster", Warning,
+        "an ecosystem app sets instances without exec_mode, so PM2 runs it in cluster mode",
+        "no ecosystem app is put in cluster mode by accident";
+    ConfigRestartPolicy => "config.restart-policy", Warning,
+        "an ecosystem app has no effective crash-loop limit (max_restarts/min_uptime/restart_delay)",
+        "every ecosystem app has an effective restart policy";
+    ConfigNoLogFiles => "config.no-log-files", Info,
+        "an ecosystem app writes its logs to the default files in the PM2 home",
+        "every ecosystem app names its log files";
+    ConfigScriptMissing => "config.script-missing", Error,
+        "an ecosystem app's script does not exist",
+        "every ecosystem app's script exists";
+    ConfigPortClash => "config.port-clash", Error,
+        "two ecosystem apps want the same port",
+        "no two ecosystem apps want the same port";
     ProcessOrphan => "process.orphan", Error,
         "a process of this home that no live daemon of this home manages",
         "every process of this home is managed by its daemon";

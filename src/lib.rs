@@ -5,6 +5,8 @@
 //! renderers; for repair, findings → [`repair::plan`] → a journaled,
 //! backed-up transaction → diagnose again.
 
+pub mod apps;
+pub mod bounded;
 pub mod checks;
 pub mod cli;
 mod commands;
@@ -13,12 +15,16 @@ pub mod diagnose;
 pub mod dump;
 pub mod findings;
 pub mod home;
+pub mod lint;
+pub mod logs;
 pub mod ownership;
 pub mod pm2cli;
 pub mod probe;
 pub mod process;
+pub mod redact;
 pub mod repair;
 pub mod report;
+pub mod resurrect;
 
 /// Runs a parsed command line; returns the process exit code. Only `main`
 /// exits.

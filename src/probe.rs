@@ -73,11 +73,31 @@ pub struct MonitoredApp {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct MonitoredEnv {
+    #[serde(deserialize_with = "crate::dump::lenient_string")]
     pub status: Option<String>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
     pub restart_time: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
     pub unstable_restarts: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
     pub created_at: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_string")]
     pub exec_mode: Option<String>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
+    pub max_restarts: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
+    pub min_uptime: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
+    pub restart_delay: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
+    pub exp_backoff_restart_delay: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_string")]
+    pub pm_out_log_path: Option<String>,
+    #[serde(deserialize_with = "crate::dump::lenient_string")]
+    pub pm_err_log_path: Option<String>,
+    /// The app's env, reduced like a dump entry's (no values kept).
+    #[serde(deserialize_with = "crate::dump::env_shape", skip_serializing)]
+    pub env: crate::dump::EnvShape,
 }
 
 impl MonitoredApp {

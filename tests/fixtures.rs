@@ -202,6 +202,24 @@ fn every_fixture_matches_its_expectations() {
                 "{name}: orphan pids"
             );
         }
+        if let Some(holders) = expect["port_holders"].as_object() {
+            for (app, pid) in holders {
+                let f = json["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["check"] == "app.port-conflict" && &f["evidence"]["app"] == app)
+                    .unwrap_or_else(|| panic!("{name}: no port conflict for {app}"));
+                assert_eq!(
+                    &f["evidence"]["holder_pid"], pid,
+                    "{name}: holder of {app}'s port"
+                );
+                assert_eq!(
+                    f["fix"]["action"], "kill-port-holder",
+                    "{name}: the orphan holder is killable"
+                );
+            }
+        }
         if let Some(fixes) = expect["fix"].as_object() {
             for (check, action) in fixes {
                 let f = json["findings"]
@@ -341,4 +359,34 @@ fn checks_lists_every_id_once() {
             "docs/checks.md has no section for {id}"
         );
     }
+}
+
+#[test]
+fn ports_names_who_holds_each_wanted_port() {
+    let out = Command::cargo_bin("pm2-doctor")
+        .unwrap()
+        .env_clear()
+        .args([
+            "ports",
+            "--format",
+            "json",
+            "--home",
+            "testdata/homes/seed-incident/home",
+            "--process-snapshot",
+            "testdata/homes/seed-incident/processes.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["ports"].as_array().unwrap();
+    let row = |app: &str| rows.iter().find(|r| r["app"] == app).unwrap();
+    assert_eq!(row("c3-backend")["port"], 7780);
+    assert_eq!(row("c3-backend")["holders"][0]["pid"], 4960);
+    assert_eq!(
+        row("c3-backend")["holders"][0]["kind"],
+        "orphan of this home"
+    );
+    assert_eq!(row("chinvex-gateway")["port"], 7778);
+    assert_eq!(row("chinvex-gateway")["source"], "error-log");
 }

@@ -1,9 +1,13 @@
-//! `pm2-doctor diagnose` against a real PM2 7.0.4 (pinned in `tests/pm2`).
+//! `pm2-doctor diagnose` and `repair` against a real PM2 7.0.4 (pinned in
+//! `tests/pm2`).
 //!
 //! Every test builds a private PM2 home in a temp dir, breaks it the way
 //! production homes break (pm2-internals §3.3, §3.5, §5.4, §6), runs the
 //! built binary with `diagnose --home <home> --format json` and checks the
-//! findings, the evidence and the exit code.
+//! findings, the evidence and the exit code. The repair tests (section j)
+//! then run `repair --yes` (and `undo`) with `--backup-dir` in the test's
+//! temp dir, and check what was killed, what survived, and every byte of
+//! the home.
 //!
 //! The rules these tests keep:
 //! * `pm2` only ever runs with its own `PM2_HOME` and `HOME` (every pm2
@@ -13,8 +17,9 @@
 //! * Every process a test starts is killed by pid when the test ends, even
 //!   when it panics: [`Lab`]'s `Drop` finds the processes whose environment
 //!   holds exactly `PM2_HOME=<its home>` (daemons first, so they cannot
-//!   restart their apps), plus the children the test spawned itself.
-//!   Nothing else is ever signalled.
+//!   restart their apps), plus the children the test spawned itself and
+//!   the processes it remembered (an app's grandchild), the latter only
+//!   while their start time still matches. Nothing else is ever signalled.
 //! * The tests run one at a time ([`SERIAL`]).
 //! * Without PM2 installed they fail under `CI=true` and are skipped, with a
 //!   note, otherwise.
@@ -167,12 +172,17 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// SIGKILL to one explicit pid (test setup and cleanup only).
 fn kill9(pid: u32) {
+    send_signal(pid, "KILL");
+}
+
+/// `kill -<sig> <pid>` to one explicit pid (test setup and cleanup only).
+fn send_signal(pid: u32, sig: &str) {
     assert!(
         pid > 1 && pid != std::process::id(),
         "refusing to signal pid {pid}"
     );
     let _ = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([&format!("-{sig}"), &pid.to_string()])
         .env_clear()
         .env("PATH", path_var())
         .stdin(Stdio::null())
@@ -220,6 +230,27 @@ mod procfs {
         let state = fields.next()?.chars().next()?;
         let ppid = fields.next()?.parse().ok()?;
         Some((state, ppid))
+    }
+
+    /// Start time in clock ticks since boot (field 22 of stat): with the
+    /// pid, the identity of a process.
+    pub fn start_ticks(pid: u32) -> Option<u64> {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &text[text.rfind(')')? + 1..];
+        rest.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    /// Start time in seconds since the epoch, as `ps -o lstart` computes
+    /// it: boot time plus start ticks over USER_HZ (100 on Linux).
+    pub fn start_time(pid: u32) -> Option<u64> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let btime: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(btime + start_ticks(pid)? / 100)
     }
 
     /// Exists and is not a zombie.
@@ -295,6 +326,90 @@ impl Diag {
     }
 }
 
+/// The result of one `pm2-doctor repair|undo --format json` run.
+struct Run {
+    code: i32,
+    json: Value,
+}
+
+impl Run {
+    fn pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+    }
+
+    fn array(&self, key: &str) -> &Vec<Value> {
+        self.json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is not an array in\n{}", self.pretty()))
+    }
+
+    /// The run folder this repair wrote (`backup_dir`).
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from(
+            self.json["backup_dir"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no backup_dir in\n{}", self.pretty())),
+        )
+    }
+}
+
+/// What is at each path under `root`: a file's bytes, or its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    File(Vec<u8>),
+    Dir,
+    Socket,
+    Other(String),
+}
+
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Node>) {
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let m = fs::symlink_metadata(&p).expect("stat");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let ft = m.file_type();
+            let node = if ft.is_dir() {
+                walk(root, &p, out);
+                Node::Dir
+            } else if ft.is_file() {
+                Node::File(fs::read(&p).expect("read file"))
+            } else if std::os::unix::fs::FileTypeExt::is_socket(&ft) {
+                Node::Socket
+            } else {
+                Node::Other(format!("{ft:?}"))
+            };
+            out.insert(rel, node);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The paths whose state differs between two snapshots.
+fn changed_paths(
+    a: &std::collections::BTreeMap<String, Node>,
+    b: &std::collections::BTreeMap<String, Node>,
+) -> Vec<String> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
+}
+
 fn evidence_pid(f: &Value) -> u32 {
     f["evidence"]["pid"]
         .as_u64()
@@ -312,6 +427,10 @@ struct Lab {
     pm2: Option<PathBuf>,
     /// Helpers (sleep, a hung pm2 CLI) the test spawned itself.
     children: Vec<Child>,
+    /// Processes started indirectly (an app's grandchild) that may lose the
+    /// markers the cleanup looks for: (pid, start ticks), killed by pid
+    /// while the start time still matches.
+    strays: Vec<(u32, u64)>,
     cli_runs: usize,
 }
 
@@ -333,6 +452,7 @@ impl Lab {
             home_env,
             pm2,
             children: Vec::new(),
+            strays: Vec::new(),
             cli_runs: 0,
         }
     }
@@ -535,11 +655,86 @@ impl Lab {
         }
     }
 
+    /// Remembers a process the test started indirectly, to kill it by pid
+    /// at the end.
+    fn remember(&mut self, pid: u32) {
+        let ticks =
+            procfs::start_ticks(pid).unwrap_or_else(|| panic!("process {pid} to remember is gone"));
+        self.strays.push((pid, ticks));
+    }
+
+    /// Where this lab's repair runs are kept: in its own temp dir, outside
+    /// the home, never in the real user's data folder.
+    fn backups(&self) -> PathBuf {
+        self.root.path().join("backups")
+    }
+
+    /// `pm2-doctor <sub> --home <home> --backup-dir <backups> --format json
+    /// [extra]`, bounded by [`DIAGNOSE_DEADLINE`].
+    fn doctor(&self, sub: &str, extra: &[&str]) -> Run {
+        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
+        cmd.env_clear()
+            .env("PATH", path_var())
+            .env("HOME", self.root.path())
+            .args([sub, "--home", self.home_str(), "--backup-dir"])
+            .arg(self.backups())
+            .args(["--format", "json"])
+            .args(extra)
+            .timeout(DIAGNOSE_DEADLINE);
+        let out = cmd.output().expect("run pm2-doctor");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code().unwrap_or_else(|| {
+            panic!(
+                "pm2-doctor {sub} did not exit by itself ({}); killed at the \
+                 {DIAGNOSE_DEADLINE:?} deadline?\nstderr:\n{stderr}",
+                out.status
+            )
+        });
+        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("{sub} printed no JSON ({e}), exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+        Run { code, json }
+    }
+
+    /// `pm2-doctor repair --grace 1 --timeout 1 --color never [extra]`.
+    fn repair(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["--grace", "1", "--timeout", "1", "--color", "never"];
+        args.extend_from_slice(extra);
+        let r = self.doctor("repair", &args);
+        assert_eq!(
+            r.json["exit_code"], r.code,
+            "the JSON exit_code must be the process exit code"
+        );
+        r
+    }
+
+    /// Run folders under this lab's backups, any home.
+    fn run_dirs(&self) -> BTreeSet<PathBuf> {
+        let mut out = BTreeSet::new();
+        for home_dir in fs::read_dir(self.backups()).into_iter().flatten().flatten() {
+            for run in fs::read_dir(home_dir.path().join("runs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                out.insert(run.path());
+            }
+        }
+        out
+    }
+
     /// Kills everything this lab started. Returns what would not die.
     fn cleanup(&mut self) -> Vec<String> {
         for mut c in self.children.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for (pid, ticks) in std::mem::take(&mut self.strays) {
+            // Re-checked right before the signal: never a reused pid.
+            if procfs::alive(pid) && procfs::start_ticks(pid) == Some(ticks) {
+                kill9(pid);
+            }
         }
         for _ in 0..100 {
             let procs = self.home_procs();
@@ -1117,5 +1312,506 @@ fn app_pid_files_naming_dead_and_reused_pids() {
         lab.child_running(sleeper),
         "diagnose must not signal the pid in a pid file"
     );
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// j. repair against real PM2 homes
+// ---------------------------------------------------------------------------
+
+/// The apps a SIGKILLed daemon leaves running (pm2-internals §5.4, timeline
+/// B), each with the port it holds and its start time read before repair.
+struct Orphans {
+    /// (name, pid, port, a piece of its command line).
+    procs: Vec<(&'static str, u32, u16, &'static str)>,
+    /// Start time (seconds since the epoch) of each pid, from /proc.
+    started: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Orphans {
+    fn pids(&self) -> BTreeSet<u32> {
+        self.procs.iter().map(|p| p.1).collect()
+    }
+}
+
+/// A daemon with a silent Node app (`--no-pmx`), a Python app and a Node
+/// wrapper (`--no-pmx`) whose http.js child shares its stdio; `pm2 save`;
+/// the daemon SIGKILLed; 3 s for whatever dies with it to die. Checks that
+/// all four processes outlived it and still hold their ports.
+fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
+    let python = python3();
+    let [web_port, py_port, child_port] = free_ports::<3>();
+    let (web_s, py_s, child_s) = (
+        web_port.to_string(),
+        py_port.to_string(),
+        child_port.to_string(),
+    );
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
+        &[("PORT", &web_s)],
+    );
+    lab.pm2(
+        &[
+            "start",
+            &app("pyhttp.py"),
+            "--name",
+            "py",
+            "--interpreter",
+            &python,
+        ],
+        &[("PORT", &py_s)],
+    );
+    let child_file = lab.root.path().join("grandchild.pid");
+    let child_file_s = child_file.display().to_string();
+    lab.pm2(
+        &["start", &app("wrapper.js"), "--name", "wrap", "--no-pmx"],
+        &[("PORT", &child_s), ("CHILD_PID_FILE", &child_file_s)],
+    );
+    for port in [web_port, py_port, child_port] {
+        wait_until(&format!("127.0.0.1:{port} to listen"), || {
+            port_answers(port)
+        });
+    }
+    lab.pm2(&["save"], &[]);
+    let web = lab.app_pid("web", 0);
+    let py = lab.app_pid("py", 1);
+    let wrap = lab.app_pid("wrap", 2);
+    wait_until("the wrapper to write its child's pid", || {
+        child_file.is_file()
+    });
+    let grandchild: u32 = fs::read_to_string(&child_file)
+        .expect("read grandchild.pid")
+        .trim()
+        .parse()
+        .expect("grandchild.pid holds a pid");
+    lab.remember(grandchild);
+    assert_eq!(
+        procfs::stat(grandchild).map(|s| s.1),
+        Some(wrap),
+        "the grandchild ({grandchild}) is the wrapper's child"
+    );
+    assert!(
+        procfs::has_env(grandchild, &lab.home_env),
+        "the grandchild inherits the wrapper's environment"
+    );
+
+    lab.sigkill_daemon();
+    // Time for the apps that die with their daemon to die; these must not.
+    sleep(Duration::from_secs(3));
+    let procs = vec![
+        ("web", web, web_port, "http.js"),
+        ("py", py, py_port, "pyhttp.py"),
+        ("wrap", wrap, child_port, "wrapper.js"),
+        ("grandchild", grandchild, child_port, "http.js"),
+    ];
+    let mut started = std::collections::BTreeMap::new();
+    for &(name, pid, port, _) in &procs {
+        assert!(
+            procfs::alive(pid) && port_answers(port),
+            "precondition: {name} ({pid}) outlives its daemon and 127.0.0.1:{port} answers"
+        );
+        started.insert(
+            pid,
+            procfs::start_time(pid).expect("start time of a live process"),
+        );
+    }
+    Orphans { procs, started }
+}
+
+/// Every process record (`processes[]`) of every action, keyed by pid, for
+/// the records that carry at least one signal.
+fn signalled(actions: &[Value]) -> std::collections::BTreeMap<u32, Value> {
+    actions
+        .iter()
+        .flat_map(|a| a["processes"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p["signals"].as_array().is_some_and(|s| !s.is_empty()))
+        .filter_map(|p| {
+            let pid = u32::try_from(p["pid"].as_u64()?).ok()?;
+            Some((pid, p))
+        })
+        .collect()
+}
+
+fn pid_files(lab: &Lab) -> Vec<String> {
+    fs::read_dir(lab.path("pids"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pid"))
+        .collect()
+}
+
+#[test]
+fn repair_after_sigkill_kills_exactly_the_orphans() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let orphans = sigkilled_home_with_orphans(&mut lab);
+    // A shell-like process that exports this PM2_HOME but carries no app
+    // markers, and an unrelated process a stale pid file now names.
+    let home_env = lab.home_env.clone();
+    let (k, v) = home_env.split_once('=').expect("KEY=value");
+    let decoy = lab.spawn("sleep", &["300"], &[(k, v)]);
+    let named = lab.spawn("sleep", &["300"], &[]);
+    fs::write(lab.path("pids/ghost-9.pid"), named.to_string()).expect("write ghost-9.pid");
+
+    let before = snapshot(&lab.home);
+    for rel in ["pm2.pid", "rpc.sock", "pub.sock", "dump.pm2"] {
+        assert!(before.contains_key(rel), "precondition: {rel} exists");
+    }
+    let logs: Vec<&String> = before.keys().filter(|k| k.starts_with("logs/")).collect();
+    assert!(!logs.is_empty(), "precondition: the apps wrote logs");
+    let stale: BTreeSet<String> = pid_files(&lab)
+        .into_iter()
+        .map(|n| format!("pids/{n}"))
+        .collect();
+    assert!(
+        stale.contains("pids/ghost-9.pid") && stale.len() >= 4,
+        "precondition: the apps' pid files and ghost-9.pid: {stale:?}"
+    );
+
+    let r = lab.repair(&["--yes"]);
+    assert_eq!(r.code & 1, 1, "something was fixed:\n{}", r.pretty());
+    assert_eq!(r.code & 2, 2, "processes were stopped:\n{}", r.pretty());
+    assert_eq!(
+        r.code & 4,
+        0,
+        "nothing left unfixed: {:#}\nheld back: {:#}",
+        r.json["after"]["findings"],
+        r.json["held_back"]
+    );
+    assert_eq!(r.code & 8, 0, "no operational error:\n{}", r.pretty());
+
+    for &(name, pid, port, _) in &orphans.procs {
+        assert!(!procfs::alive(pid), "{name} ({pid}) is dead");
+        assert!(!port_answers(port), "{name}'s 127.0.0.1:{port} is free");
+    }
+    assert!(
+        lab.child_running(decoy),
+        "a process that merely exports PM2_HOME survives"
+    );
+    assert!(
+        lab.child_running(named),
+        "a process a stale pid file names survives"
+    );
+
+    // The stale state is gone; everything else is byte for byte as it was.
+    let after = snapshot(&lab.home);
+    let mut removed: BTreeSet<String> = ["pm2.pid", "rpc.sock", "pub.sock"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    removed.extend(stale);
+    for rel in &removed {
+        assert!(!after.contains_key(rel), "{rel} was moved out of the home");
+    }
+    assert!(pid_files(&lab).is_empty(), "no pid file is left");
+    let expected: std::collections::BTreeMap<String, Node> = before
+        .iter()
+        .filter(|(k, _)| !removed.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        changed_paths(&expected, &after),
+        Vec::<String>::new(),
+        "only the stale files may change"
+    );
+    assert_eq!(after.get("dump.pm2"), before.get("dump.pm2"));
+    for log in logs {
+        assert_eq!(after.get(log), before.get(log), "{log} untouched");
+    }
+
+    // Exactly the orphans were signalled, and the journal proves which
+    // process each was.
+    let results = signalled(r.array("results"));
+    assert_eq!(
+        results.keys().copied().collect::<BTreeSet<u32>>(),
+        orphans.pids(),
+        "signalled exactly the orphans:\n{}",
+        r.pretty()
+    );
+    let run_dir = r.run_dir();
+    assert!(
+        run_dir.starts_with(lab.backups()),
+        "{} is under --backup-dir",
+        run_dir.display()
+    );
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(run_dir.join("manifest.json")).expect("manifest.json"))
+            .expect("manifest is JSON");
+    assert_eq!(manifest["state"], "complete", "{manifest:#}");
+    let journal = signalled(manifest["actions"].as_array().expect("actions"));
+    assert_eq!(
+        journal.keys().copied().collect::<BTreeSet<u32>>(),
+        orphans.pids(),
+        "the manifest lists exactly the signalled orphans:\n{manifest:#}"
+    );
+    for &(name, pid, _, cmd) in &orphans.procs {
+        let rec = &journal[&pid];
+        let recorded = rec["start_time"].as_u64().expect("numeric start_time");
+        // The same process, not a timing check: sysinfo and /proc may round
+        // the boot time differently by a second.
+        assert!(
+            recorded.abs_diff(orphans.started[&pid]) <= 1,
+            "{name}: start_time {recorded} vs /proc {}: {rec}",
+            orphans.started[&pid]
+        );
+        assert!(
+            rec["cmdline"].as_str().is_some_and(|c| c.contains(cmd)),
+            "{name}: cmdline mentions {cmd}: {rec}"
+        );
+        assert_eq!(rec["signals"][0], "TERM", "{name}: TERM first: {rec}");
+        assert!(
+            rec["outcome"] == "terminated" || rec["outcome"] == "killed",
+            "{name}: {rec}"
+        );
+    }
+    lab.finish();
+}
+
+#[test]
+fn second_repair_is_idempotent_on_a_real_home() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let orphans = sigkilled_home_with_orphans(&mut lab);
+    let first = lab.repair(&["--yes"]);
+    assert_eq!(first.code & 4, 0, "{}", first.pretty());
+    for &(name, pid, _, _) in &orphans.procs {
+        assert!(!procfs::alive(pid), "{name} ({pid}) is dead");
+    }
+    let home = snapshot(&lab.home);
+    let runs = lab.run_dirs();
+    assert_eq!(runs.len(), 1, "the first repair made one run: {runs:?}");
+
+    let second = lab.repair(&["--yes"]);
+    assert_eq!(second.code, 0, "nothing to do:\n{}", second.pretty());
+    for key in ["plan", "held_back", "results", "unplanned"] {
+        assert!(
+            second.array(key).is_empty(),
+            "{key} is empty:\n{}",
+            second.pretty()
+        );
+    }
+    assert!(
+        second.json["run_id"].is_null(),
+        "no run:\n{}",
+        second.pretty()
+    );
+    assert_eq!(lab.run_dirs(), runs, "no new backup");
+    assert_eq!(
+        changed_paths(&home, &snapshot(&lab.home)),
+        Vec::<String>::new(),
+        "the second repair changed nothing"
+    );
+    lab.finish();
+}
+
+/// `pm2 jlist`: the app list as JSON (the one output line that parses).
+fn jlist(lab: &mut Lab) -> Vec<Value> {
+    let out = lab.pm2(&["jlist"], &[]);
+    out.lines()
+        .find_map(|l| serde_json::from_str::<Vec<Value>>(l.trim()).ok())
+        .unwrap_or_else(|| panic!("pm2 jlist printed no JSON list:\n{out}"))
+}
+
+#[test]
+fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
+    wait_until("web to listen", || port_answers(port));
+    // The second save copies the first into dump.pm2.bak.
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["kill"], &[]);
+    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+
+    let dump = lab.path("dump.pm2");
+    let bak = lab.path("dump.pm2.bak");
+    let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
+    let saved = fs::read(&dump).expect("dump.pm2");
+    let half = saved[..saved.len() / 2].to_vec();
+    fs::write(&dump, &half).expect("truncate dump.pm2");
+
+    let r = lab.repair(&["--yes"]);
+    assert_eq!(
+        r.code,
+        1 | 2,
+        "fixed, restart recommended, nothing left:\n{}",
+        r.pretty()
+    );
+    let restored = fs::read(&dump).expect("dump.pm2 after repair");
+    assert!(
+        restored == bak_bytes,
+        "dump.pm2 now holds dump.pm2.bak's bytes"
+    );
+    assert_eq!(
+        fs::read(&bak).expect("bak"),
+        bak_bytes,
+        "the backup is kept"
+    );
+
+    // PM2 itself accepts the restored dump.
+    lab.pm2(&["resurrect"], &[]);
+    wait_until("web to listen again", || port_answers(port));
+    let mut names = BTreeSet::new();
+    wait_until("both apps online in pm2 jlist", || {
+        let list = jlist(&mut lab);
+        names = list
+            .iter()
+            .filter(|a| a["pm2_env"]["status"] == "online")
+            .filter_map(|a| a["name"].as_str().map(String::from))
+            .collect();
+        names.len() == 2
+    });
+    assert_eq!(
+        names,
+        BTreeSet::from(["ticker".to_string(), "web".to_string()])
+    );
+
+    // Resurrect reads a valid dump without rewriting it (pm2-internals
+    // §2.3), so dump.pm2 is still in the state the repair left it in, and
+    // undo (src/repair/undo.rs: a path matching the run's recorded `after`
+    // state is restored) puts the truncated bytes back.
+    assert!(
+        fs::read(&dump).expect("dump.pm2") == restored,
+        "precondition: pm2 resurrect did not rewrite dump.pm2"
+    );
+    let u = lab.doctor("undo", &[]);
+    assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
+    assert_eq!(u.json["refused"], false, "{}", u.pretty());
+    assert_eq!(u.json["restored"], 1, "{}", u.pretty());
+    assert_eq!(
+        u.json["run_id"], r.json["run_id"],
+        "the latest run is undone"
+    );
+    let files = u.array("files");
+    let dump_s = dump.display().to_string();
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == dump_s.as_str() && f["verdict"] == "restore"),
+        "{}",
+        u.pretty()
+    );
+    assert!(
+        u.array("killed").is_empty(),
+        "the repair killed nothing:\n{}",
+        u.pretty()
+    );
+    assert!(
+        fs::read(&dump).expect("dump.pm2") == half,
+        "dump.pm2 holds the truncated bytes again"
+    );
+    assert_eq!(fs::read(&bak).expect("bak"), bak_bytes);
+    lab.finish();
+}
+
+/// A daemon with one silent `--no-pmx` app, SIGSTOPped: alive, holding its
+/// socket, never answering. Checks that diagnose calls it unresponsive,
+/// runs `repair --yes` and checks that the daemon and its app are gone and
+/// nothing is left unfixed. Returns that repair.
+fn repair_a_wedged_daemon(lab: &mut Lab) -> Run {
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    let daemon = lab.daemon_pid();
+    let web = lab.app_pid("web", 0);
+    // Alive but never answering: it cannot accept, but the kernel queues
+    // the connection, as for any wedged daemon (pm2-internals §3.3).
+    send_signal(daemon, "STOP");
+    wait_until("the daemon to stop", || {
+        procfs::stat(daemon).is_some_and(|(s, _)| s == 'T')
+    });
+
+    let d = lab.diagnose(&["--timeout", "1"]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    let f = d.one("daemon.unresponsive");
+    assert_eq!(f["evidence"]["connected"], true, "{f}");
+    assert_eq!(f["fix"]["action"], "restart-daemon", "{f}");
+    assert!(
+        f["evidence"]["daemons"]
+            .as_array()
+            .is_some_and(|ds| ds.iter().any(|x| x["pid"] == daemon)),
+        "{f}"
+    );
+
+    let r = lab.repair(&["--yes"]);
+    // A stopped process never runs its SIGTERM handler: only the SIGKILL
+    // after the grace period ends it.
+    assert!(
+        !procfs::alive(daemon),
+        "the daemon is dead:\n{}",
+        r.pretty()
+    );
+    assert!(!procfs::alive(web), "its app is dead:\n{}", r.pretty());
+    assert!(!port_answers(port), "127.0.0.1:{port} is free");
+    assert_eq!(
+        r.code & 4,
+        0,
+        "nothing left unfixed: {:#}\nheld back: {:#}",
+        r.json["after"]["findings"],
+        r.json["held_back"]
+    );
+    assert_eq!(r.code & 1, 1, "{}", r.pretty());
+    assert_eq!(r.code & 8, 0, "{}", r.pretty());
+    let sig = signalled(r.array("results"));
+    assert_eq!(
+        sig.keys().copied().collect::<BTreeSet<u32>>(),
+        BTreeSet::from([daemon, web]),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        sig[&daemon]["signals"],
+        serde_json::json!(["TERM", "KILL"]),
+        "SIGTERM, then SIGKILL after the grace period: {}",
+        sig[&daemon]
+    );
+    assert_eq!(sig[&daemon]["outcome"], "killed", "{}", sig[&daemon]);
+    for rel in ["pm2.pid", "rpc.sock", "pub.sock"] {
+        assert!(!lab.path(rel).exists(), "{rel} was moved out of the home");
+    }
+    r
+}
+
+#[test]
+fn wedged_daemon_is_stopped_and_its_orphans_killed() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    repair_a_wedged_daemon(&mut lab);
+    lab.finish();
+}
+
+#[test]
+fn wedged_daemon_repair_leaves_nothing_for_a_second_repair() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let first = repair_a_wedged_daemon(&mut lab);
+    let again = lab.repair(&["--yes"]);
+    assert_eq!(
+        again.code,
+        0,
+        "nothing left to do after the first repair, whose after-diagnosis was {:#}\n\
+         second repair:\n{}",
+        first.json["after"]["findings"],
+        again.pretty()
+    );
+    assert!(again.array("plan").is_empty(), "{}", again.pretty());
     lab.finish();
 }

@@ -194,7 +194,7 @@ fn duplicates(ctx: &Context, sink: &mut Sink) {
             Fix::new(
                 "kill-duplicate-daemons",
                 Safety::Disruptive,
-                "back up dump.pm2, then stop every daemon but the one answering on rpc.sock, and their apps",
+                "back up dump.pm2, then stop every daemon listed here and their apps (which one serves rpc.sock cannot be told yet), and bring the apps back from the dump",
             ),
         )
         .with("daemons", described)

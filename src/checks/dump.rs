@@ -80,6 +80,10 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
                 )
                 .with("path", dump_path.display().to_string()),
             );
+            for id in ENTRY_IDS {
+                sink.skip(id, "dump.pm2 is not a regular file");
+            }
+            sink.skip(CheckId::DumpUnsafe, "dump.pm2 is not a regular file");
         }
         _ => main_dump(ctx, sink, dump_path),
     }
@@ -166,8 +170,8 @@ fn main_dump(ctx: &Context, sink: &mut Sink, path: &Path) {
                     format!("dump.pm2 is a JavaScript literal, not JSON ({error}): PM2 evaluates it as code, pm2-doctor will not"),
                     Fix::new(
                         "rewrite-dump-as-json",
-                        Safety::Disruptive,
-                        "keep the original in the backup and rewrite dump.pm2 as strict JSON after review",
+                        Safety::Manual,
+                        "review it, keep a copy, and rewrite dump.pm2 as strict JSON (or restore a known-good dump); do not run `pm2 resurrect` on it",
                     ),
                 ))
                 .with("error", error.clone()),
@@ -415,13 +419,14 @@ fn secrets(ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entries
         Finding::new(
             id,
             format!(
-                "dump.pm2 stores {} named like {}, and is readable by group or others (mode {mode:o})",
+                "dump.pm2 stores {} named like {}, and is readable by group or others: {}",
                 counted(keys.len(), "environment key"),
                 if keys.len() == 1 {
                     "a secret"
                 } else {
                     "secrets"
-                }
+                },
+                exposed.join(", ")
             ),
             Fix::new(
                 "tighten-dump-permissions",

@@ -2,8 +2,10 @@
 //! writes, signals or exits; a problem with one file becomes a finding or an
 //! `unknown`, never an aborted run.
 
+mod apps;
 mod daemon;
 mod dump;
+mod logs;
 mod pidfiles;
 mod processes;
 
@@ -34,6 +36,12 @@ pub struct Context<'a> {
     pub cli: Option<&'a Pm2Cli>,
     /// The pm2 CLI the user named with `--pm2`, if any.
     pub cli_requested: Option<&'a std::path::Path>,
+    pub apps: &'a [crate::apps::AppView],
+    pub logs: &'a crate::logs::LogSnapshot,
+    /// Processes listening on the ports apps fail to bind.
+    pub listeners: &'a std::collections::HashMap<u16, Vec<u32>>,
+    /// Size above which a log is reported.
+    pub log_limit: u64,
     pub now: SystemTime,
 }
 
@@ -111,17 +119,34 @@ pub fn run(ctx: &Context, selected: &dyn Fn(CheckId) -> bool) -> Verdict {
                 serde_json::to_value(ctx.home.paths.source).unwrap_or_default(),
             ),
         );
+        // Orphans outlive their home: after an `rm -rf ~/.pm2` they still
+        // hold their ports, and their environment still names the home.
         for id in CheckId::ALL
             .iter()
-            .filter(|id| **id != CheckId::HomeMissing)
+            .filter(|id| !matches!(id, CheckId::HomeMissing | CheckId::ProcessOrphan))
         {
             sink.skip(*id, "no PM2 home");
         }
+        processes::check(ctx, &mut sink);
     } else {
         daemon::check(ctx, &mut sink);
         pidfiles::check(ctx, &mut sink);
         dump::check(ctx, &mut sink);
         processes::check(ctx, &mut sink);
+        apps::check(ctx, &mut sink);
+        logs::check(ctx, &mut sink);
+        for id in [
+            CheckId::ConfigImplicitCluster,
+            CheckId::ConfigRestartPolicy,
+            CheckId::ConfigNoLogFiles,
+            CheckId::ConfigScriptMissing,
+            CheckId::ConfigPortClash,
+        ] {
+            sink.skip(
+                id,
+                "no ecosystem file was given: run `pm2-doctor lint FILE`",
+            );
+        }
     }
     finish(sink, selected)
 }

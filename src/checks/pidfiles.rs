@@ -70,13 +70,21 @@ fn one(ctx: &Context, sink: &mut Sink, pf: &PidFile) {
         SmallFile::Missing => return,
         SmallFile::SymlinkOutside { target } => {
             sink.push(symlink_finding(&pf.path, target));
+            for id in IDS {
+                sink.unknown(
+                    id,
+                    format!(
+                        "{} is a symlink out of the home and was not followed",
+                        pf.path.display()
+                    ),
+                );
+            }
             return;
         }
         SmallFile::Unreadable(e) => {
-            sink.unknown(
-                CheckId::PidfileStale,
-                format!("cannot read {}: {e}", pf.path.display()),
-            );
+            for id in IDS {
+                sink.unknown(id, format!("cannot read {}: {e}", pf.path.display()));
+            }
             return;
         }
         SmallFile::NotAFile { kind } => {

@@ -10,7 +10,7 @@
 mod ports;
 mod system;
 
-pub use ports::listening_ports;
+pub use ports::{listening_ports, port_listeners};
 pub use system::{SystemControl, SystemSource};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,9 @@ pub struct Pm2Env {
     pub cluster_worker: bool,
     /// `SILENT=true`, set by the CLI for the daemon it spawns.
     pub silent: bool,
+    /// `PM2_DAEMON_TITLE`: a custom title the daemon gives itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_title: Option<String>,
 }
 
 impl Pm2Env {
@@ -63,6 +66,7 @@ impl Pm2Env {
                 "unique_id" => env.unique_id = Some(v.to_string()),
                 "name" => env.name = Some(v.to_string()),
                 "SILENT" => env.silent = v == "true",
+                "PM2_DAEMON_TITLE" if !v.is_empty() => env.daemon_title = Some(v.to_string()),
                 "pm2_env" => worker_json = Some(v),
                 _ => {}
             }
@@ -145,15 +149,19 @@ impl ProcInfo {
     /// `Daemon.js` before it renamed itself.
     pub fn is_pm2_daemon(&self) -> bool {
         let no_markers = self.env.as_ref().is_none_or(|e| !e.has_app_markers());
-        // The CLI spawns its daemon with SILENT=true and PM2_HOME set; with a
-        // custom PM2_DAEMON_TITLE that is all that is left to go by.
-        let daemon_env = self
-            .env
-            .as_ref()
-            .is_some_and(|e| e.silent && e.home.is_some() && !e.has_app_markers())
-            && self.name.contains("node");
+        // A daemon started with PM2_DAEMON_TITLE runs under that title; its
+        // environment (SILENT=true from the spawning CLI) says it is one.
+        let custom_title = self.env.as_ref().is_some_and(|e| {
+            e.silent
+                && no_markers
+                && e.daemon_title.as_deref().is_some_and(|t| {
+                    let first = self.cmd.first().map(String::as_str).unwrap_or("");
+                    // The title is cut to the original argv length.
+                    !first.is_empty() && t.starts_with(first.trim_end())
+                })
+        });
         self.daemon_title_version().is_some()
-            || daemon_env
+            || custom_title
             || (self.cmd.iter().any(|a| a.ends_with("lib/Daemon.js")) && no_markers)
     }
 }

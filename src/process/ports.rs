@@ -20,6 +20,21 @@ pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
     }
 }
 
+/// Which processes listen on each of `ports` (any address). Walks every
+/// process's fd table, so it is only called for ports an app is known to
+/// be fighting over.
+pub fn port_listeners(ports: &[u16]) -> HashMap<u16, Vec<u32>> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::port_listeners(ports)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = ports;
+        HashMap::new()
+    }
+}
+
 /// Parses one `/proc/net/tcp` table: LISTEN (state `0A`) inode → port.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn parse_proc_net_tcp(text: &str) -> HashMap<u64, u16> {
@@ -53,30 +68,68 @@ mod linux {
     /// Bounds the work on hosts with huge fd tables.
     const MAX_FDS_PER_PROCESS: usize = 65_536;
 
-    pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
+    fn listen_inodes() -> HashMap<u64, u16> {
         let mut inodes = HashMap::new();
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             if let Ok(text) = fs::read_to_string(table) {
                 inodes.extend(parse_proc_net_tcp(&text));
             }
         }
+        inodes
+    }
+
+    fn socket_inodes(pid: u32) -> Vec<u64> {
+        let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .take(MAX_FDS_PER_PROCESS)
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .filter_map(|target| {
+                let s = target.to_str()?;
+                s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .collect()
+    }
+
+    pub fn port_listeners(ports: &[u16]) -> HashMap<u16, Vec<u32>> {
+        let wanted: HashMap<u64, u16> = listen_inodes()
+            .into_iter()
+            .filter(|(_, p)| ports.contains(p))
+            .collect();
+        let mut out: HashMap<u16, Vec<u32>> = HashMap::new();
+        if wanted.is_empty() {
+            return out;
+        }
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            for inode in socket_inodes(pid) {
+                if let Some(port) = wanted.get(&inode) {
+                    let v = out.entry(*port).or_default();
+                    if !v.contains(&pid) {
+                        v.push(pid);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
+        let inodes = listen_inodes();
         let mut out = HashMap::new();
         if inodes.is_empty() {
             return out;
         }
         for &pid in pids {
-            let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-                continue;
-            };
-            let mut ports: Vec<u16> = rd
-                .flatten()
-                .take(MAX_FDS_PER_PROCESS)
-                .filter_map(|e| fs::read_link(e.path()).ok())
-                .filter_map(|target| {
-                    let s = target.to_str()?;
-                    let inode = s.strip_prefix("socket:[")?.strip_suffix(']')?;
-                    inodes.get(&inode.parse::<u64>().ok()?).copied()
-                })
+            let mut ports: Vec<u16> = socket_inodes(pid)
+                .into_iter()
+                .filter_map(|i| inodes.get(&i).copied())
                 .collect();
             ports.sort_unstable();
             ports.dedup();

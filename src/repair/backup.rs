@@ -108,7 +108,41 @@ fn kind_of(m: &fs::Metadata) -> FileKind {
             return FileKind::Socket;
         }
     }
-    FileKind::File
+    if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Special
+    }
+}
+
+fn owner_of(m: &fs::Metadata) -> (Option<u32>, Option<u32>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (Some(m.uid()), Some(m.gid()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        (None, None)
+    }
+}
+
+/// Gives a rewritten file back to its owner (a repair run by root on a
+/// user's home must not leave root-owned files PM2 can no longer write).
+pub fn chown_like(p: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::lchown(p, uid, gid)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (p, uid, gid);
+        Ok(())
+    }
 }
 
 /// What is at a path now, for comparing with a record. Never follows links.
@@ -159,10 +193,13 @@ pub fn back_up(original: &Path, run_dir: &Path, n: usize) -> io::Result<FileReco
                 mtime: None,
                 sha256: None,
                 link_target: None,
+                uid: None,
+                gid: None,
             })
         }
         Err(e) => return Err(ctx(e)),
     };
+    let (uid, gid) = owner_of(&m);
     let kind = kind_of(&m);
     let name = original
         .file_name()
@@ -183,6 +220,8 @@ pub fn back_up(original: &Path, run_dir: &Path, n: usize) -> io::Result<FileReco
             .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
         sha256: None,
         link_target: None,
+        uid,
+        gid,
     };
     match kind {
         FileKind::File => {
@@ -210,8 +249,9 @@ pub fn back_up(original: &Path, run_dir: &Path, n: usize) -> io::Result<FileReco
         FileKind::Symlink => {
             rec.link_target = Some(fs::read_link(original).map_err(ctx)?);
         }
-        // A socket has no content; undo recreates an unbound one.
-        FileKind::Socket | FileKind::Absent => {}
+        // A socket has no content; undo recreates an unbound one. A fifo or
+        // device is never opened: reading one can block forever.
+        FileKind::Socket | FileKind::Special | FileKind::Absent => {}
     }
     Ok(rec)
 }
@@ -226,6 +266,7 @@ pub fn restore(rec: &FileRecord, run_dir: &Path) -> io::Result<()> {
             let src = run_dir.join(rec.backup.as_deref().unwrap_or(Path::new("")));
             let bytes = fs::read(&src).map_err(ctx)?;
             super::journal::write_atomic(&rec.original, &bytes, rec.mode).map_err(ctx)?;
+            chown_like(&rec.original, rec.uid, rec.gid).map_err(ctx)?;
             if let Some(t) = rec
                 .mtime
                 .as_deref()
@@ -257,11 +298,16 @@ pub fn restore(rec: &FileRecord, run_dir: &Path) -> io::Result<()> {
                 Err(io::Error::other("restoring symlinks is not supported here"))
             }
         }
+        FileKind::Special => Err(io::Error::other(format!(
+            "{} was a fifo or device file: pm2-doctor cannot recreate it",
+            rec.original.display()
+        ))),
         FileKind::Socket => {
             #[cfg(unix)]
             {
                 // Bound and dropped: the same unbound socket file as before.
                 drop(std::os::unix::net::UnixListener::bind(&rec.original).map_err(ctx)?);
+                chown_like(&rec.original, rec.uid, rec.gid).map_err(ctx)?;
                 Ok(())
             }
             #[cfg(not(unix))]

@@ -34,6 +34,8 @@ pub enum FileKind {
     Dir,
     Socket,
     Symlink,
+    /// A fifo or device: never opened (that could block), only recorded.
+    Special,
     Absent,
 }
 
@@ -55,6 +57,11 @@ pub struct FileRecord {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target: Option<PathBuf>,
+    /// Owner, so a file rewritten by root for another user keeps its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

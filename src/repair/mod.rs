@@ -47,6 +47,9 @@ pub struct RepairOptions {
     pub backup_base: PathBuf,
 }
 
+/// A bound on re-planning: each pass acts on what the previous one uncovered.
+const MAX_PASSES: usize = 4;
+
 /// Exit-code bits for repair, summed (e2fsck style).
 pub mod exit {
     pub const NOTHING_TO_DO: i32 = 0;
@@ -270,7 +273,12 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
     let dumps = vec![cfg.paths.dump.clone(), cfg.paths.dump_backup.clone()];
     let mut steps = plan.steps.clone();
     report.plan = plan;
-    for pass in 0..2 {
+    for pass in 0..MAX_PASSES {
+        let done_before = manifest
+            .actions
+            .iter()
+            .filter(|a| a.state == ActionState::Done)
+            .count();
         if let Err(e) = back_up_all(&mut manifest, &run_dir, &steps, &dumps) {
             manifest.state = if pass == 0 {
                 RunState::Aborted
@@ -281,7 +289,7 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
             if pass == 0 {
                 return Err(e.into());
             }
-            report.notes.push(format!("second pass not run: {e}"));
+            report.notes.push(format!("pass {} not run: {e}", pass + 1));
             break;
         }
         apply(
@@ -294,18 +302,34 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
             &dumps,
         )?;
         let after = diagnose::run(cfg)?;
-        // Killing a daemon may have orphaned its apps: one more pass for the
-        // disruptive work the first one uncovered.
+        // Killing a daemon may orphan its apps, and killing those leaves
+        // their pid files stale: passes go on while they make progress.
         let mut next = plan_for(cfg, &after, &home_dir);
-        report.held_back.extend(next.keep(max_safety(opts.mode)));
+        for s in next.keep(max_safety(opts.mode)) {
+            if !report
+                .held_back
+                .iter()
+                .any(|h| h.description == s.description)
+            {
+                report.held_back.push(s);
+            }
+        }
+        // Steps that ran are not repeated; skipped ones get a second chance.
         let done: HashSet<String> = manifest
             .actions
             .iter()
+            .filter(|a| a.state == ActionState::Done)
             .map(|a| a.description.clone())
             .collect();
         next.steps.retain(|s| !done.contains(&s.description));
         report.after = Some(after);
-        if next.steps.is_empty() || pass == 1 {
+        let progressed = manifest
+            .actions
+            .iter()
+            .filter(|a| a.state == ActionState::Done)
+            .count()
+            > done_before;
+        if next.steps.is_empty() || !progressed || pass + 1 == MAX_PASSES {
             break;
         }
         report.plan.steps.extend(next.steps.iter().cloned());
@@ -390,16 +414,32 @@ fn record_for(m: &Manifest, p: &Path) -> Option<journal::FileRecord> {
 }
 
 /// The path is still what we backed up: nobody changed it since.
+/// The path is as we last saw it: as backed up, or as an earlier action of
+/// this run left it (a daemon stopped earlier may have rewritten its dump).
+/// Anything else means someone changed it since, and it is left alone.
 fn unchanged(m: &Manifest, p: &Path) -> Result<(), String> {
     let rec = record_for(m, p).ok_or_else(|| format!("{} was not backed up", p.display()))?;
     let now = backup::observe(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    if now.kind != rec.kind || (rec.kind == FileKind::File && now.sha256 != rec.sha256) {
-        return Err(format!(
+    let as_backed_up =
+        now.kind == rec.kind && (rec.kind != FileKind::File || now.sha256 == rec.sha256);
+    let as_we_left_it = m
+        .actions
+        .iter()
+        .filter(|a| a.state == ActionState::Done)
+        .flat_map(|a| a.after.iter())
+        .rfind(|(path, _)| path == p)
+        .is_some_and(|(_, after)| match after {
+            AfterState::Absent => now.kind == FileKind::Absent,
+            AfterState::File { sha256, .. } => now.sha256.as_deref() == Some(sha256.as_str()),
+        });
+    if as_backed_up || as_we_left_it {
+        Ok(())
+    } else {
+        Err(format!(
             "{} changed after the backup was taken; left alone",
             p.display()
-        ));
+        ))
     }
-    Ok(())
 }
 
 fn test_pause(seq: usize) {
@@ -567,6 +607,12 @@ fn file_action(m: &Manifest, action: &Action) -> Result<Done, Outcome> {
         }
         Action::OwnerOnly { path } => {
             unchanged(m, path).map_err(Outcome::Skip)?;
+            if !std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file()) {
+                return Err(Outcome::Skip(format!(
+                    "{} is not a regular file",
+                    path.display()
+                )));
+            }
             set_mode(path, 0o600).map_err(|e| Outcome::Fail(format!("{}: {e}", path.display())))?;
             let sha = backup::sha256_file(path).map_err(|e| Outcome::Fail(e.to_string()))?;
             Ok((
@@ -598,9 +644,27 @@ fn file_action(m: &Manifest, action: &Action) -> Result<Done, Outcome> {
                     from.display()
                 )));
             }
-            let mode = record_for(m, to).and_then(|r| r.mode).unwrap_or(0o600);
+            let rec = record_for(m, to);
+            let mode = rec
+                .as_ref()
+                .filter(|r| r.kind == FileKind::File)
+                .and_then(|r| r.mode)
+                .unwrap_or(0o600);
+            // A directory or device squatting on the dump path was backed
+            // up with everything else; it has to go for the rename to work.
+            if !matches!(
+                backup::observe(to).map(|o| o.kind),
+                Ok(FileKind::File | FileKind::Absent)
+            ) {
+                backup::remove_path(to)
+                    .map_err(|e| Outcome::Fail(format!("{}: {e}", to.display())))?;
+            }
             journal::write_atomic(to, &bytes, Some(mode))
                 .map_err(|e| Outcome::Fail(format!("{}: {e}", to.display())))?;
+            if let Some(r) = &rec {
+                backup::chown_like(to, r.uid, r.gid)
+                    .map_err(|e| Outcome::Fail(format!("{}: {e}", to.display())))?;
+            }
             Ok((
                 format!("restored from {}", from.display()),
                 vec![(

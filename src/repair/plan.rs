@@ -138,15 +138,19 @@ fn parse_time(v: &serde_json::Value) -> Option<u64> {
 }
 
 fn terminate_from(v: &serde_json::Value, role: Role) -> Option<Action> {
+    terminate_with_prefix(v, "", role)
+}
+
+/// Reads `<prefix>pid`, `<prefix>start_time`, `<prefix>uid`, `<prefix>cmdline`.
+fn terminate_with_prefix(v: &serde_json::Value, prefix: &str, role: Role) -> Option<Action> {
+    let get = |k: &str| v.get(format!("{prefix}{k}"));
     Some(Action::Terminate {
-        pid: u32::try_from(v.get("pid")?.as_u64()?).ok()?,
-        start_time: parse_time(v.get("start_time")?)?,
-        uid: v
-            .get("uid")
+        pid: u32::try_from(get("pid")?.as_u64()?).ok()?,
+        start_time: parse_time(get("start_time")?)?,
+        uid: get("uid")
             .and_then(|u| u.as_u64())
             .and_then(|u| u32::try_from(u).ok()),
-        cmdline: v
-            .get("cmdline")
+        cmdline: get("cmdline")
             .and_then(|c| c.as_str())
             .unwrap_or("")
             .to_string(),
@@ -193,8 +197,10 @@ pub fn plan(d: &Diagnosis, dump_source: Option<&Path>, socket_owner: Option<u32>
                     .push((f.check, "no path in the evidence".into())),
             },
             "tighten-dump-permissions" => {
+                // Only regular files: a symlink would carry the chmod out
+                // of the home.
                 for p in [&d.paths.dump, &d.paths.dump_backup] {
-                    if p.exists() {
+                    if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
                         push(&mut plan, f, safety, Action::OwnerOnly { path: p.clone() });
                     }
                 }
@@ -213,14 +219,19 @@ pub fn plan(d: &Diagnosis, dump_source: Option<&Path>, socket_owner: Option<u32>
                     .unplanned
                     .push((f.check, "no valid dump to restore from".into())),
             },
-            "kill-orphan" => {
+            "kill-orphan" | "kill-port-holder" => {
                 let v = serde_json::Value::Object(
                     f.evidence
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.clone()))
                         .collect(),
                 );
-                match terminate_from(&v, Role::Orphan) {
+                let prefix = if f.fix.action == "kill-port-holder" {
+                    "holder_"
+                } else {
+                    ""
+                };
+                match terminate_with_prefix(&v, prefix, Role::Orphan) {
                     Some(a) => push(&mut plan, f, safety, a),
                     None => plan
                         .unplanned

@@ -1,10 +1,12 @@
 //! Renderers: a [`Diagnosis`](crate::diagnose::Diagnosis) in, text out. They
 //! write to any `io::Write` so tests render into buffers.
 
+pub mod bundle;
 pub mod human;
 pub mod json;
 pub mod prometheus;
 pub mod repair;
+pub mod resurrect;
 
 use crate::diagnose::Diagnosis;
 use crate::probe::ProbeOutcome;

@@ -1,0 +1,2 @@
+import http from 'node:http';
+http.createServer((q, s) => s.end('ok')).listen(process.env.PORT);

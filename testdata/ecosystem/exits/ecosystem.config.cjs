@@ -1,0 +1,2 @@
+// Exits while being evaluated, before anything is exported.
+process.exit(0);

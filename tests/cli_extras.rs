@@ -1,0 +1,178 @@
+//! The operator-facing extras: the offline bug report (and that no planted
+//! secret survives it), atomic --output, shell completions and the man page.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use std::fs;
+
+fn doctor() -> Command {
+    let mut c = Command::cargo_bin("pm2-doctor").unwrap();
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+const SECRETS: &[&str] = &[
+    "ghp_PLANTEDsecret0123456789abcdef",
+    "hunter2-planted-password",
+    "sk-PLANTED0123456789abcdefghij",
+    "planted-url-password",
+    "PLANTEDtokenvalue98765432109876543",
+];
+
+#[test]
+fn report_redacts_every_planted_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("logs")).unwrap();
+    let h = home.display().to_string();
+    let dump = serde_json::json!([{
+        "name": "api", "pm_exec_path": "/srv/api.js", "pm_pid_path": format!("{h}/pids/api-0.pid"),
+        "pm_err_log_path": format!("{h}/logs/api-error.log"), "status": "errored", "restart_time": 99,
+        "env": {"PM2_HOME": h, "GITHUB_TOKEN": SECRETS[0], "DB_PASSWORD": SECRETS[1], "PORT": "3000"},
+        "GITHUB_TOKEN": SECRETS[0], "DB_PASSWORD": SECRETS[1]
+    }]);
+    fs::write(home.join("dump.pm2"), dump.to_string()).unwrap();
+    fs::write(
+        home.join("pm2.log"),
+        format!(
+            "2026-11-28T08:00:00: PM2 log: App [api:0] starting in -fork mode-\n2026-11-28T08:00:01: PM2 error: export OPENAI_API_KEY={}\n",
+            SECRETS[2]
+        ),
+    )
+    .unwrap();
+    fs::write(
+        home.join("logs/api-error.log"),
+        format!(
+            "Error: connect postgres://admin:{}@db.internal:5432/app failed\nauth token {}\n",
+            SECRETS[3], SECRETS[4]
+        ),
+    )
+    .unwrap();
+    let snapshot = serde_json::json!({"processes": [{
+        "pid": 4242, "ppid": 1, "start_time": 1_700_000_000, "sid": 4242, "uid": 1000, "name": "node",
+        "cmd": ["node", "/srv/api.js", format!("--token={}", SECRETS[2]), format!("--password={}", SECRETS[1])],
+        "env": {"home": h, "pm_id": "0", "name": "api", "unique_id": "u"}, "listen_ports": [3000]
+    }]});
+    let snap = tmp.path().join("procs.json");
+    fs::write(&snap, snapshot.to_string()).unwrap();
+    let out_file = tmp.path().join("report.md");
+    let out = doctor()
+        .args(["report", "--timeout", "0.5", "--home"])
+        .arg(&home)
+        .arg("--process-snapshot")
+        .arg(&snap)
+        .arg("--output")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = fs::read_to_string(&out_file).unwrap();
+    for s in SECRETS {
+        assert!(
+            !report.contains(s),
+            "secret {s} leaked into the report:\n{report}"
+        );
+    }
+    // The report is still useful: it names the app, the crash and the orphan.
+    assert!(report.contains("| api |"), "{report}");
+    assert!(report.contains("app.crash-loop"), "{report}");
+    assert!(report.contains("| 4242 |"), "{report}");
+    assert!(report.contains("[REDACTED]"), "{report}");
+    assert!(
+        report.contains("db.internal"),
+        "only the credential is cut: {report}"
+    );
+}
+
+#[test]
+fn output_is_written_atomically_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join("pm2.pid"), "999999").unwrap();
+    for (format, probe) in [
+        ("prometheus", "# TYPE pm2_doctor_check_status gauge"),
+        ("json", "\"schema_version\""),
+        ("human", "daemon.pid-stale"),
+    ] {
+        let file = tmp.path().join(format!("out.{format}"));
+        let out = doctor()
+            .args(["diagnose", "--timeout", "0.5", "--format", format, "--home"])
+            .arg(&home)
+            .arg("--output")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{format}");
+        assert!(
+            out.stdout.is_empty(),
+            "{format}: nothing on stdout with --output"
+        );
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.contains(probe), "{format}: {text}");
+        assert!(!text.contains('\u{1b}'), "{format}: no colour in files");
+    }
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // A folder that does not exist is a clear error, not a panic.
+    let out = doctor()
+        .args([
+            "diagnose",
+            "--timeout",
+            "0.5",
+            "--format",
+            "prometheus",
+            "--home",
+        ])
+        .arg(&home)
+        .arg("--output")
+        .arg(tmp.path().join("missing/dir/out.prom"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write"));
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = doctor().args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("diagnose") && text.contains("repair"),
+            "{shell}"
+        );
+        if shell == "bash" && std::path::Path::new("/bin/bash").exists() {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("c.bash");
+            fs::write(&f, &text).unwrap();
+            let ok = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&f)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "bash -n rejects the completion script");
+        }
+    }
+    let out = doctor().arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    assert!(man.contains("diagnose"));
+}
