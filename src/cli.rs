@@ -30,6 +30,8 @@ pub enum Command {
     Undo(UndoArgs),
     /// Bring the apps back from a validated dump or an ecosystem file, then watch them
     Resurrect(ResurrectArgs),
+    /// A guided recovery on a terminal: diagnose, explain, fix with a backup, bring the apps back
+    Wizard(WizardArgs),
     /// List the backups of past repairs, or prune old ones
     Backups(BackupsArgs),
     /// List every port the home's apps want and which process holds each
@@ -149,6 +151,11 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "FILE")]
     pub process_snapshot: Option<PathBuf>,
 
+    /// Also lint this ecosystem file (a .js/.cjs/.mjs file is evaluated with
+    /// node, as PM2 does; .json/.yml found next to the apps are linted by default)
+    #[arg(long, value_name = "FILE")]
+    pub ecosystem: Option<PathBuf>,
+
     /// Write the result to FILE atomically (temp file, fsync, rename), so a
     /// reader such as node_exporter never sees half of it
     #[arg(long, short, value_name = "FILE")]
@@ -260,6 +267,31 @@ pub struct ResurrectArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Human)]
     pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct WizardArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    /// The pm2 CLI to run when bringing the apps back [default: the first pm2 on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub pm2: Option<PathBuf>,
+
+    /// Seconds a process gets between SIGTERM and SIGKILL
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub grace: std::time::Duration,
+
+    /// Deadline for each daemon or socket probe, in seconds
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Seconds to watch the apps settle after bringing them back
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub watch: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -12,10 +12,13 @@ use std::path::PathBuf;
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         None => {
-            let _ = writeln!(
-                anstream::stderr(),
+            let hint = if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+                "pm2-doctor: for a guided recovery run `pm2-doctor wizard`; \
+                 `pm2-doctor diagnose` only reads; `pm2-doctor --help` lists everything"
+            } else {
                 "pm2-doctor: try `pm2-doctor diagnose` (read-only) or `pm2-doctor --help`"
-            );
+            };
+            let _ = writeln!(anstream::stderr(), "{hint}");
             Ok(exit::OK)
         }
         Some(Command::Checks(args)) => {
@@ -26,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Repair(args)) => repair_cmd(&args),
         Some(Command::Undo(args)) => undo_cmd(&args),
         Some(Command::Resurrect(args)) => resurrect_cmd(&args),
+        Some(Command::Wizard(args)) => crate::wizard::run_cli(&args),
         Some(Command::Backups(args)) => backups_cmd(&args),
         Some(Command::Lint(args)) => crate::lint::run_cli(&args),
         Some(Command::Ports(args)) => ports_cmd(&args),

@@ -26,6 +26,8 @@ pub struct Config {
     pub log_limit: u64,
     /// Write the rendered result here (atomically) instead of stdout.
     pub output: Option<PathBuf>,
+    /// An ecosystem file to lint with the diagnosis.
+    pub ecosystem: Option<PathBuf>,
 }
 
 /// The default size above which a log is reported (log.oversized).
@@ -50,6 +52,7 @@ impl Config {
             platform,
             log_limit: DEFAULT_LOG_LIMIT_MIB * 1024 * 1024,
             output: None,
+            ecosystem: None,
         }
     }
 
@@ -85,6 +88,7 @@ impl Config {
             platform,
             log_limit: args.log_size_limit.saturating_mul(1024 * 1024),
             output: args.output.clone(),
+            ecosystem: args.ecosystem.clone(),
         })
     }
 

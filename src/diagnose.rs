@@ -19,6 +19,8 @@ pub struct AppStat {
     pub pm_id: Option<u64>,
     pub status: Option<String>,
     pub restarts: Option<u64>,
+    /// From the starts pm2.log's tail records, when there are two or more.
+    pub restarts_per_minute: Option<f64>,
     /// `daemon` (live getMonitorData) or `dump` (saved state).
     pub source: &'static str,
 }
@@ -84,6 +86,46 @@ pub struct Gathered {
     pub apps: Vec<crate::apps::AppView>,
     pub logs: crate::logs::LogSnapshot,
     pub listeners: std::collections::HashMap<u16, Vec<u32>>,
+    /// The ecosystem lint, or why none ran.
+    pub lint: Result<crate::lint::LintReport, String>,
+}
+
+/// Lints `--ecosystem FILE`, else an ecosystem file found next to the apps
+/// when that is unambiguous. A JavaScript file found that way is not run
+/// (that would execute user code unasked); it is named instead.
+fn ecosystem_lint(cfg: &Config, home: &HomeSnapshot) -> Result<crate::lint::LintReport, String> {
+    let opts = crate::lint::LintOptions {
+        timeout: cfg.timeout.max(std::time::Duration::from_secs(5)),
+        ..crate::lint::LintOptions::default()
+    };
+    if let Some(f) = &cfg.ecosystem {
+        return Ok(crate::lint::lint(f, &opts));
+    }
+    let cwds: Vec<std::path::PathBuf> = home
+        .dump
+        .apps()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.pm_cwd.as_deref().map(std::path::PathBuf::from))
+        .collect();
+    let Some(found) = crate::lint::find_ecosystem(&cwds) else {
+        return Err(
+            "no ecosystem file given or found next to the apps: pass --ecosystem FILE".into(),
+        );
+    };
+    let data = matches!(
+        found.extension().and_then(|e| e.to_str()),
+        Some("json" | "yml" | "yaml")
+    );
+    if data {
+        Ok(crate::lint::lint(&found, &opts))
+    } else {
+        Err(format!(
+            "found {} next to the apps; pass --ecosystem {} to check it (it is evaluated with node)",
+            found.display(),
+            found.display()
+        ))
+    }
 }
 
 /// Holders of `ports`: from the OS, or from a replayed process table (which
@@ -150,7 +192,13 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     // Only ports that failing apps want are traced to their owners.
     let wanted: Vec<u16> = crate::apps::failing_ports(&apps, &logs);
     let listeners = listeners_of(cfg, &procs, &wanted);
+    let lint = if home.exists {
+        ecosystem_lint(cfg, &home)
+    } else {
+        Err("no PM2 home".into())
+    };
     Ok(Gathered {
+        lint,
         home,
         procs,
         matcher,
@@ -190,10 +238,12 @@ pub fn evaluate(
         logs: &g.logs,
         listeners: &g.listeners,
         log_limit: cfg.log_limit,
+        lint: g.lint.as_ref().ok(),
+        lint_skipped: g.lint.as_ref().err().map(String::as_str),
         now: SystemTime::now(),
     };
     let verdict = checks::run(&ctx, &|id| cfg.selected(id));
-    let apps = app_stats(&g.home, &g.daemon);
+    let apps = app_stats(&g.apps, &g.logs);
     Diagnosis {
         paths: cfg.paths.clone(),
         verdict,
@@ -212,32 +262,23 @@ fn checks_need_probe(cfg: &Config) -> bool {
         .any(|id| cfg.selected(*id) && checks::needs_probe(*id))
 }
 
-fn app_stats(home: &HomeSnapshot, daemon: &DaemonView) -> Vec<AppStat> {
-    if let Some(ProbeOutcome::Answered(r)) = &daemon.rpc {
-        if let Some(apps) = &r.apps {
-            return apps
-                .iter()
-                .map(|a| AppStat {
-                    name: a.name.clone().unwrap_or_default(),
-                    pm_id: a.pm_id,
-                    status: a.pm2_env.status.clone(),
-                    restarts: a.pm2_env.restart_time,
-                    source: "daemon",
-                })
-                .collect();
-        }
-    }
-    home.dump
-        .apps()
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| !e.not_an_object)
-        .map(|e| AppStat {
-            name: e.name.clone().unwrap_or_default(),
-            pm_id: None,
-            status: e.status.clone(),
-            restarts: e.restart_time,
-            source: "dump",
+/// Per-app numbers for monitoring, from the same app view the checks use,
+/// with the restart rate pm2.log's tail shows.
+fn app_stats(apps: &[crate::apps::AppView], logs: &crate::logs::LogSnapshot) -> Vec<AppStat> {
+    let tail = logs.pm2_log.as_ref().and_then(|r| r.as_ref().ok());
+    let rates = crate::logs::restart_rates(tail);
+    apps.iter()
+        .map(|a| {
+            let rate = crate::logs::rate_for(&rates, &a.label(), &a.name)
+                .and_then(|&(n, first, last)| crate::logs::per_minute(n, first, last));
+            AppStat {
+                name: a.name.clone(),
+                pm_id: a.pm_id,
+                status: a.status.clone(),
+                restarts: a.restart_time,
+                restarts_per_minute: rate.map(|r| (r * 100.0).round() / 100.0),
+                source: a.source,
+            }
         })
         .collect()
 }

@@ -25,6 +25,7 @@ pub mod redact;
 pub mod repair;
 pub mod report;
 pub mod resurrect;
+pub mod wizard;
 
 /// Runs a parsed command line; returns the process exit code. Only `main`
 /// exits.

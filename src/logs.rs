@@ -6,6 +6,7 @@
 //! file fit in the tail; otherwise lines are located by byte offset.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -443,6 +444,29 @@ mod tests {
     }
 
     #[test]
+    fn rates_from_pm2_log_starts() {
+        let text = (0..10)
+            .map(|i| {
+                format!(
+                    "2024-02-04T09:{:02}:00: PM2 log: App [gw:1] starting in -fork mode-",
+                    10 + i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tail = Tail {
+            path: "pm2.log".into(),
+            size: 0,
+            lines: split_lines(text.as_bytes(), 0),
+        };
+        let r = restart_rates(Some(&tail));
+        let &(n, a, b) = r.get("gw:1").unwrap();
+        assert_eq!(n, 10);
+        assert!((per_minute(n, a, b).unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(per_minute(1, 0, 0), None);
+    }
+
+    #[test]
     fn log_file_names_follow_pm2() {
         assert_eq!(formatted_name("m_none"), "m-none");
         assert_eq!(formatted_name("my app@1"), "my-app-1");
@@ -490,6 +514,45 @@ pub fn formatted_name(name: &str) -> String {
             _ => '-',
         })
         .collect()
+}
+
+/// Restarts seen in pm2.log's tail: (count, first, last) per app label.
+pub fn restart_rates(tail: Option<&Tail>) -> BTreeMap<String, (usize, i64, i64)> {
+    let mut out: BTreeMap<String, (usize, i64, i64)> = BTreeMap::new();
+    for l in tail.map(|t| t.lines.as_slice()).unwrap_or_default() {
+        let (Some((name, id)), Some(t)) = (app_start(&l.text), pm2_log_time(&l.text)) else {
+            continue;
+        };
+        let label = match id {
+            Some(id) => format!("{name}:{id}"),
+            None => name,
+        };
+        let e = out.entry(label).or_insert((0, t, t));
+        e.0 += 1;
+        e.1 = e.1.min(t);
+        e.2 = e.2.max(t);
+    }
+    out
+}
+
+pub fn per_minute(count: usize, first: i64, last: i64) -> Option<f64> {
+    let span = (last - first) as f64 / 60.0;
+    (count >= 2 && span > 0.0).then(|| (count - 1) as f64 / span)
+}
+
+/// The pm2.log restarts of one app: by `name:id`, else by name alone (PM2
+/// ids change across daemons).
+pub fn rate_for<'a>(
+    rates: &'a BTreeMap<String, (usize, i64, i64)>,
+    label: &str,
+    name: &str,
+) -> Option<&'a (usize, i64, i64)> {
+    rates.get(label).or_else(|| {
+        rates
+            .iter()
+            .find(|(k, _)| k.rsplit_once(':').map(|(n, _)| n) == Some(name))
+            .map(|(_, v)| v)
+    })
 }
 
 /// Every log the checks look at, read once and bounded.

@@ -390,3 +390,36 @@ fn ports_names_who_holds_each_wanted_port() {
     assert_eq!(row("chinvex-gateway")["port"], 7778);
     assert_eq!(row("chinvex-gateway")["source"], "error-log");
 }
+
+#[test]
+fn diagnose_lints_the_ecosystem_file_it_is_given() {
+    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let (code, json, _) = diagnose(
+        &p,
+        &[
+            "--format",
+            "json",
+            "--ecosystem",
+            "testdata/ecosystem/seed-before/ecosystem.config.cjs",
+        ],
+    );
+    assert_eq!(code, 4);
+    let checks: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(checks.contains(&"config.implicit-cluster"), "{checks:?}");
+    assert!(checks.contains(&"config.restart-policy"), "{checks:?}");
+    // Without --ecosystem the config checks are skipped, with the reason.
+    let (_, plain, _) = diagnose(&p, &["--format", "json"]);
+    let c = plain["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "config.implicit-cluster")
+        .unwrap();
+    assert_eq!(c["status"], "skipped");
+    assert!(c["reason"].as_str().unwrap().contains("--ecosystem"));
+}

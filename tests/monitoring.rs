@@ -440,10 +440,7 @@ fn doc_sections() -> (String, String) {
         target.push_str(line);
         target.push('\n');
     }
-    assert!(
-        !planned.is_empty(),
-        "{DOC} needs a `### Planned metrics (not emitted yet)` section"
-    );
+    // A Planned section is optional: every metric may be emitted already.
     (main, planned)
 }
 
@@ -822,10 +819,6 @@ fn the_guide_lists_exactly_the_emitted_metrics_and_labels() {
             planned_names.insert(name);
         }
     }
-    assert!(
-        !planned_names.is_empty(),
-        "the Planned section lists no metric"
-    );
     for name in metric_names(&planned) {
         assert!(
             planned_names.contains(&name) || em.contains_key(&name),

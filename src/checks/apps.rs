@@ -4,8 +4,7 @@
 use super::{iso, Context, Sink};
 use crate::apps::AppView;
 use crate::findings::{CheckId, Finding, Fix, Safety};
-use crate::logs::{self, Cause, Tail, TailLine};
-use std::collections::BTreeMap;
+use crate::logs::{self, Cause, TailLine};
 
 /// Restart counts at or above this are a crash loop whatever the log says
 /// (the seed incident had 3,446).
@@ -17,31 +16,6 @@ pub const LOOP_MIN_PER_MINUTE: f64 = 1.0;
 /// PM2's defaults (lib/God.js): the guard needs max_restarts unstable exits.
 const DEFAULT_MAX_RESTARTS: u64 = 16;
 const DEFAULT_MIN_UPTIME_MS: u64 = 1000;
-
-/// Restarts seen in pm2.log's tail: (count, first, last) per app label.
-pub fn restart_rates(tail: Option<&Tail>) -> BTreeMap<String, (usize, i64, i64)> {
-    let mut out: BTreeMap<String, (usize, i64, i64)> = BTreeMap::new();
-    for l in tail.map(|t| t.lines.as_slice()).unwrap_or_default() {
-        let (Some((name, id)), Some(t)) = (logs::app_start(&l.text), logs::pm2_log_time(&l.text))
-        else {
-            continue;
-        };
-        let label = match id {
-            Some(id) => format!("{name}:{id}"),
-            None => name,
-        };
-        let e = out.entry(label).or_insert((0, t, t));
-        e.0 += 1;
-        e.1 = e.1.min(t);
-        e.2 = e.2.max(t);
-    }
-    out
-}
-
-fn per_minute(count: usize, first: i64, last: i64) -> Option<f64> {
-    let span = (last - first) as f64 / 60.0;
-    (count >= 2 && span > 0.0).then(|| (count - 1) as f64 / span)
-}
 
 fn quote(file: &std::path::Path, l: &TailLine) -> serde_json::Value {
     let mut q =
@@ -71,7 +45,7 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
         return;
     }
     let pm2_tail = ctx.logs.pm2_log.as_ref().and_then(|r| r.as_ref().ok());
-    let rates = restart_rates(pm2_tail);
+    let rates = logs::restart_rates(pm2_tail);
     for (label, e) in &ctx.logs.app_errors {
         if let Err(why) = e {
             sink.unknown(
@@ -84,15 +58,8 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
         let label = app.label();
         let restarts = app.restart_time.unwrap_or(0);
         let errored = app.status.as_deref() == Some("errored");
-        let rate = rates
-            .get(&label)
-            .or_else(|| {
-                rates
-                    .iter()
-                    .find(|(k, _)| k.rsplit_once(':').map(|(n, _)| n) == Some(app.name.as_str()))
-                    .map(|(_, v)| v)
-            })
-            .and_then(|&(n, a, b)| per_minute(n, a, b).map(|r| (n, a, b, r)));
+        let rate = logs::rate_for(&rates, &label, &app.name)
+            .and_then(|&(n, a, b)| logs::per_minute(n, a, b).map(|r| (n, a, b, r)));
         let fast =
             rate.is_some_and(|(n, _, _, r)| n >= LOOP_MIN_STARTS && r >= LOOP_MIN_PER_MINUTE);
         if !(errored || fast || restarts >= CRASH_LOOP_RESTARTS) {
@@ -288,32 +255,4 @@ fn port_conflict(
     .with_opt("holder_uid", holder.uid)
     .with("holder_kind", kind);
     sink.push(f);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_from_pm2_log_starts() {
-        let text = (0..10)
-            .map(|i| {
-                format!(
-                    "2024-02-04T09:{:02}:00: PM2 log: App [gw:1] starting in -fork mode-",
-                    10 + i
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let tail = Tail {
-            path: "pm2.log".into(),
-            size: 0,
-            lines: logs::split_lines(text.as_bytes(), 0),
-        };
-        let r = restart_rates(Some(&tail));
-        let &(n, a, b) = r.get("gw:1").unwrap();
-        assert_eq!(n, 10);
-        assert!((per_minute(n, a, b).unwrap() - 1.0).abs() < 1e-9);
-        assert_eq!(per_minute(1, 0, 0), None);
-    }
 }

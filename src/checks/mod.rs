@@ -42,6 +42,10 @@ pub struct Context<'a> {
     pub listeners: &'a std::collections::HashMap<u16, Vec<u32>>,
     /// Size above which a log is reported.
     pub log_limit: u64,
+    /// The ecosystem file's lint, when one ran.
+    pub lint: Option<&'a crate::lint::LintReport>,
+    /// Why no lint ran.
+    pub lint_skipped: Option<&'a str>,
     pub now: SystemTime,
 }
 
@@ -135,20 +139,45 @@ pub fn run(ctx: &Context, selected: &dyn Fn(CheckId) -> bool) -> Verdict {
         processes::check(ctx, &mut sink);
         apps::check(ctx, &mut sink);
         logs::check(ctx, &mut sink);
-        for id in [
-            CheckId::ConfigImplicitCluster,
-            CheckId::ConfigRestartPolicy,
-            CheckId::ConfigNoLogFiles,
-            CheckId::ConfigScriptMissing,
-            CheckId::ConfigPortClash,
-        ] {
-            sink.skip(
-                id,
-                "no ecosystem file was given: run `pm2-doctor lint FILE`",
-            );
-        }
+        config(ctx, &mut sink);
     }
     finish(sink, selected)
+}
+
+const CONFIG_IDS: [CheckId; 5] = [
+    CheckId::ConfigImplicitCluster,
+    CheckId::ConfigRestartPolicy,
+    CheckId::ConfigNoLogFiles,
+    CheckId::ConfigScriptMissing,
+    CheckId::ConfigPortClash,
+];
+
+/// The `config.*` checks come from the ecosystem lint.
+fn config(ctx: &Context, sink: &mut Sink) {
+    match ctx.lint {
+        None => {
+            for id in CONFIG_IDS {
+                sink.skip(id, ctx.lint_skipped.unwrap_or("no ecosystem file"));
+            }
+        }
+        Some(r) if r.status == crate::lint::LintStatus::Unknown => {
+            for id in CONFIG_IDS {
+                sink.unknown(
+                    id,
+                    format!(
+                        "{} could not be checked: {}",
+                        r.file.display(),
+                        r.reason.as_deref().unwrap_or("unknown reason")
+                    ),
+                );
+            }
+        }
+        Some(r) => {
+            for f in &r.findings {
+                sink.push(f.clone());
+            }
+        }
+    }
 }
 
 fn finish(sink: Sink, selected: &dyn Fn(CheckId) -> bool) -> Verdict {

@@ -103,6 +103,67 @@ pub fn render(d: &Diagnosis, exit_code: i32) -> String {
     }
     head(
         &mut o,
+        "pm2_doctor_daemon_processes",
+        "Number of PM2 daemons running for this home (more than 1: ghost daemons).",
+    );
+    let _ = writeln!(
+        o,
+        "pm2_doctor_daemon_processes{{home=\"{home}\"}} {}",
+        d.daemon_pids.len()
+    );
+    head(
+        &mut o,
+        "pm2_doctor_orphan_processes",
+        "Number of processes of this home that no live daemon manages.",
+    );
+    let orphans = d
+        .verdict
+        .findings
+        .iter()
+        .filter(|f| f.check == crate::findings::CheckId::ProcessOrphan)
+        .count();
+    let _ = writeln!(
+        o,
+        "pm2_doctor_orphan_processes{{home=\"{home}\"}} {orphans}"
+    );
+    if d.apps.iter().any(|a| a.restarts_per_minute.is_some()) {
+        head(
+            &mut o,
+            "pm2_doctor_app_restarts_per_minute",
+            "Restarts per minute from the starts pm2.log's tail records.",
+        );
+        for a in &d.apps {
+            if let Some(r) = a.restarts_per_minute {
+                let _ = writeln!(
+                    o,
+                    "pm2_doctor_app_restarts_per_minute{{home=\"{home}\",app=\"{}\",pm_id=\"{}\"}} {r}",
+                    escape(&a.name),
+                    a.pm_id.map(|i| i.to_string()).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    if d.apps.iter().any(|a| a.status.is_some()) {
+        head(
+            &mut o,
+            "pm2_doctor_app_status",
+            "1 for the app's current status (online, errored, stopped, ...).",
+        );
+        for a in &d.apps {
+            if let Some(s) = &a.status {
+                let _ = writeln!(
+                    o,
+                    "pm2_doctor_app_status{{home=\"{home}\",app=\"{}\",pm_id=\"{}\",status=\"{}\",source=\"{}\"}} 1",
+                    escape(&a.name),
+                    a.pm_id.map(|i| i.to_string()).unwrap_or_default(),
+                    escape(s),
+                    a.source
+                );
+            }
+        }
+    }
+    head(
+        &mut o,
         "pm2_doctor_exit_code",
         "Exit code of this run (fsck-style bits).",
     );
