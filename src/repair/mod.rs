@@ -453,7 +453,16 @@ fn test_pause(seq: usize) {
         let mut err = std::io::stderr();
         let _ = writeln!(err, "pm2-doctor: paused after action {seq}");
         let _ = err.flush();
-        std::thread::sleep(Duration::from_secs(60));
+        // Resumes when the test creates PM2_DOCTOR_TEST_RESUME_FILE (to
+        // change the home between two actions), else waits to be killed.
+        let resume = std::env::var_os("PM2_DOCTOR_TEST_RESUME_FILE").map(PathBuf::from);
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < until {
+            if resume.as_deref().is_some_and(Path::exists) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
