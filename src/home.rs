@@ -293,6 +293,19 @@ pub enum PidParse {
     OutOfRange(String),
 }
 
+impl PidParse {
+    /// Why the content is not a usable pid, as "is empty" / "holds ..."; `None`
+    /// for a valid pid.
+    pub fn invalid_reason(&self) -> Option<String> {
+        match self {
+            PidParse::Pid(_) => None,
+            PidParse::Empty => Some("is empty".into()),
+            PidParse::NotANumber(t) => Some(format!("holds '{t}', not a process id")),
+            PidParse::OutOfRange(t) => Some(format!("holds {t}, out of the valid pid range")),
+        }
+    }
+}
+
 /// PM2 writes a bare decimal with no newline; people and tools add one.
 /// Anything else is reported, never guessed at. 0 and 1 are refused: 0 means
 /// "the caller's process group" to kill(2) and 1 is init.

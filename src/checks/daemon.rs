@@ -89,12 +89,7 @@ fn pid_file(ctx: &Context, sink: &mut Sink) {
     let pid = match parse_pid(text) {
         PidParse::Pid(p) => p,
         bad => {
-            let what = match bad {
-                PidParse::Empty => "is empty".to_string(),
-                PidParse::NotANumber(t) => format!("holds '{t}', not a process id"),
-                PidParse::OutOfRange(t) => format!("holds {t}, which is not a valid process id"),
-                PidParse::Pid(_) => unreachable!(),
-            };
+            let what = bad.invalid_reason().unwrap_or_default();
             sink.push(
                 Finding::new(
                     CheckId::DaemonPidStale,

@@ -100,12 +100,7 @@ fn one(ctx: &Context, sink: &mut Sink, pf: &PidFile) {
     let pid = match parse_pid(text) {
         PidParse::Pid(p) => p,
         bad => {
-            let what = match bad {
-                PidParse::Empty => "is empty".to_string(),
-                PidParse::NotANumber(t) => format!("holds '{t}'"),
-                PidParse::OutOfRange(t) => format!("holds {t}, out of the valid pid range"),
-                PidParse::Pid(_) => unreachable!(),
-            };
+            let what = bad.invalid_reason().unwrap_or_default();
             sink.push(base(
                 CheckId::PidfileInvalid,
                 pf,
