@@ -97,11 +97,13 @@ impl Config {
     }
 }
 
-/// os.homedir() on Unix is $HOME even when empty (then PM2 falls back to
-/// /etc/.pm2); only an unset HOME goes to the password database.
+/// os.homedir(): $HOME on Unix, %USERPROFILE% on Windows, even when empty
+/// (then PM2 falls back to /etc/.pm2); only an unset variable goes to the
+/// OS (the password database, the user's profile folder).
 fn home_dir(platform: Platform, env: &EnvMap) -> Option<PathBuf> {
-    match (platform, env.get("HOME")) {
-        (Platform::Unix, Some(h)) => Some(PathBuf::from(h)),
-        _ => dirs::home_dir(),
-    }
+    let var = match platform {
+        Platform::Unix => env.get("HOME").map(PathBuf::from),
+        Platform::Windows => crate::platform::windows::node_homedir(env),
+    };
+    var.or_else(dirs::home_dir)
 }

@@ -447,17 +447,20 @@ mod tests {
             .collect()
     }
 
+    /// The home as `resolve` makes it absolute: itself on Unix, on the
+    /// current drive on Windows (where these tests also run, under Wine).
+    fn abs(p: &str) -> PathBuf {
+        std::path::absolute(p).unwrap()
+    }
+
     #[test]
     fn resolution_order_matches_paths_js() {
         let e = env(&[("OVER_HOME", "/x/over"), ("PM2_HOME", "/x/pm2env")]);
         let hd = Some(PathBuf::from("/home/u"));
         let p = Pm2Paths::resolve(Some(Path::new("/flag")), &e, hd.clone(), Platform::Unix);
-        assert_eq!(
-            (p.home.as_path(), p.source),
-            (Path::new("/flag"), HomeSource::Flag)
-        );
+        assert_eq!((p.home, p.source), (abs("/flag"), HomeSource::Flag));
         let p = Pm2Paths::resolve(None, &e, hd.clone(), Platform::Unix);
-        assert_eq!(p.home, PathBuf::from("/x/over"));
+        assert_eq!(p.home, abs("/x/over"));
         let p = Pm2Paths::resolve(
             None,
             &env(&[("PM2_HOME", "/x/pm2env")]),
@@ -465,16 +468,16 @@ mod tests {
             Platform::Unix,
         );
         assert_eq!(
-            (p.home.as_path(), p.source),
-            (Path::new("/x/pm2env"), HomeSource::Pm2HomeEnv)
+            (p.home, p.source),
+            (abs("/x/pm2env"), HomeSource::Pm2HomeEnv)
         );
         // An empty PM2_HOME is ignored, like PM2 does.
         let p = Pm2Paths::resolve(None, &env(&[("PM2_HOME", "")]), hd, Platform::Unix);
-        assert_eq!(p.home, PathBuf::from("/home/u/.pm2"));
+        assert_eq!(p.home, abs("/home/u/.pm2"));
         let p = Pm2Paths::resolve(None, &EnvMap::new(), Some(PathBuf::new()), Platform::Unix);
         assert_eq!(
-            (p.home.as_path(), p.source),
-            (Path::new("/etc/.pm2"), HomeSource::EtcFallback)
+            (p.home, p.source),
+            (abs("/etc/.pm2"), HomeSource::EtcFallback)
         );
     }
 
@@ -489,9 +492,9 @@ mod tests {
         ]);
         let p = Pm2Paths::resolve(None, &e, None, Platform::Unix);
         assert_eq!(p.rpc, Endpoint::UnixSocket("/x/custom-rpc.sock".into()));
-        assert_eq!(p.publ, Endpoint::UnixSocket("/h/pub.sock".into()));
+        assert_eq!(p.publ, Endpoint::UnixSocket(abs("/h").join("pub.sock")));
         assert_eq!(p.dump, PathBuf::from("/x/custom.dump"));
-        assert_eq!(p.dump_backup, PathBuf::from("/h/dump.pm2.bak"));
+        assert_eq!(p.dump_backup, abs("/h").join("dump.pm2.bak"));
         assert_eq!(p.pid_file, PathBuf::from("/run/pm2.pid"));
         assert_eq!(p.pids_dir, PathBuf::from("/x/pids"));
     }
@@ -502,7 +505,7 @@ mod tests {
         let p = Pm2Paths::resolve(None, &e, None, Platform::Windows);
         assert_eq!(p.rpc, Endpoint::NamedPipe(r"\\.\pipe\rpc.sock".into()));
         assert_eq!(p.publ, Endpoint::NamedPipe(r"\\.\pipe\pub.sock".into()));
-        assert_eq!(p.pid_file, PathBuf::from("/h/pm2.pid"));
+        assert_eq!(p.pid_file, abs("/h").join("pm2.pid"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod home;
 pub mod lint;
 pub mod logs;
 pub mod ownership;
+pub mod platform;
 pub mod pm2cli;
 pub mod probe;
 pub mod process;

@@ -81,6 +81,8 @@ pub struct MonitoredEnv {
     pub unstable_restarts: Option<u64>,
     #[serde(deserialize_with = "crate::dump::lenient_u64")]
     pub created_at: Option<u64>,
+    #[serde(deserialize_with = "crate::dump::lenient_u64")]
+    pub pm_uptime: Option<u64>,
     #[serde(deserialize_with = "crate::dump::lenient_string")]
     pub exec_mode: Option<String>,
     #[serde(deserialize_with = "crate::dump::lenient_u64")]
@@ -223,15 +225,15 @@ fn open(endpoint: &Endpoint, io_timeout: Duration) -> io::Result<Box<dyn Conn>> 
             s.set_write_timeout(Some(io_timeout))?;
             Ok(Box::new(s))
         }
+        // A missing pipe is error 2 (Missing), a foreign one error 5
+        // (PermissionDenied); a busy one (231) is waited for up to the
+        // deadline and then left to the caller's clock (Timeout). Reads on
+        // the synchronous handle have no timeout of their own: the caller's
+        // deadline bounds them, as for a wedged unix socket.
         #[cfg(windows)]
-        Endpoint::NamedPipe(name) => {
-            let _ = io_timeout;
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(name)?;
-            Ok(Box::new(f))
-        }
+        Endpoint::NamedPipe(name) => Ok(Box::new(crate::platform::windows::open_pipe(
+            name, io_timeout,
+        )?)),
         #[allow(unreachable_patterns)]
         _ => Err(io::Error::new(
             io::ErrorKind::Unsupported,

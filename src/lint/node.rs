@@ -308,6 +308,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "needs node, which the Wine test run does not have")]
     fn a_chatty_file_cannot_block_the_pipes() {
         // 24 MiB on stderr (console.log is sent there too) before exporting.
         let e = eval_text(
@@ -324,6 +325,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "needs node, which the Wine test run does not have")]
     fn output_past_the_cap_is_refused() {
         let err = eval_text(
             "module.exports = {apps: [], padding: 'x'.repeat(20 << 20)};\n",
@@ -334,6 +336,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "needs node, which the Wine test run does not have")]
     fn an_endless_file_is_killed_at_the_deadline() {
         let t = Instant::now();
         let err = eval_text("for (;;) {}\n", Duration::from_millis(300)).unwrap_err();
@@ -342,6 +345,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "needs node, which the Wine test run does not have")]
     fn throws_and_non_serialisable_exports_are_reasons() {
         let err = eval_text("throw new TypeError('nope');\n", Duration::from_secs(10)).unwrap_err();
         assert!(err.contains("TypeError: nope"), "{err}");
@@ -357,6 +361,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "needs node, which the Wine test run does not have")]
     fn a_transpiled_default_export_is_what_pm2_misses() {
         let e = eval_text(
             "exports.__esModule = true;\nexports.default = {apps: [{name: 'a', script: 'a.js'}]};\n",

@@ -10,7 +10,7 @@
 mod ports;
 mod system;
 
-pub use ports::{listening_ports, port_listeners};
+pub use ports::{listening_ports, port_listeners, socket_table};
 pub use system::{SystemControl, SystemSource};
 
 use serde::{Deserialize, Serialize};

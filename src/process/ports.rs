@@ -3,7 +3,9 @@
 //!
 //! Linux: the kernel's LISTEN sockets in `/proc/net/tcp{,6}` give inode →
 //! port, and `/proc/<pid>/fd/*` links (`socket:[inode]`) give pid → inodes.
-//! Other platforms report no ports yet (evidence only; no check depends on it).
+//! Windows and macOS: the OS's own TCP owner table (`GetExtendedTcpTable`,
+//! `proc_pidfdinfo`), through [`crate::platform::native_listen_rows`].
+//! Other platforms report no ports (evidence only; no check depends on it).
 
 use std::collections::HashMap;
 
@@ -13,7 +15,11 @@ pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
     {
         linux::listening_ports(pids)
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(windows, target_os = "macos"))]
+    {
+        crate::platform::ports_by_pid(&crate::platform::native_listen_rows(), pids)
+    }
+    #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
     {
         let _ = pids;
         HashMap::new()
@@ -28,10 +34,35 @@ pub fn port_listeners(ports: &[u16]) -> HashMap<u16, Vec<u32>> {
     {
         linux::port_listeners(ports)
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(windows, target_os = "macos"))]
+    {
+        crate::platform::pids_by_port(&crate::platform::native_listen_rows(), ports)
+    }
+    #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
     {
         let _ = ports;
         HashMap::new()
+    }
+}
+
+/// Both answers from one read of the socket tables: the ports each of
+/// `pids` listens on, and the listeners of each of `ports`. Reads nothing
+/// when both are empty (reading the tables walks the kernel's whole TCP
+/// hash, which costs milliseconds on a big machine).
+pub fn socket_table(
+    pids: &[u32],
+    ports: &[u16],
+) -> (HashMap<u32, Vec<u16>>, HashMap<u16, Vec<u32>>) {
+    if pids.is_empty() && ports.is_empty() {
+        return (HashMap::new(), HashMap::new());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        linux::socket_table(pids, ports)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        (listening_ports(pids), port_listeners(ports))
     }
 }
 
@@ -92,10 +123,30 @@ mod linux {
             .collect()
     }
 
+    pub fn socket_table(
+        pids: &[u32],
+        ports: &[u16],
+    ) -> (HashMap<u32, Vec<u16>>, HashMap<u16, Vec<u32>>) {
+        let inodes = listen_inodes();
+        (
+            ports_of(&inodes, pids),
+            if ports.is_empty() {
+                HashMap::new()
+            } else {
+                listeners_in(&inodes, ports)
+            },
+        )
+    }
+
     pub fn port_listeners(ports: &[u16]) -> HashMap<u16, Vec<u32>> {
-        let wanted: HashMap<u64, u16> = listen_inodes()
-            .into_iter()
+        listeners_in(&listen_inodes(), ports)
+    }
+
+    fn listeners_in(inodes: &HashMap<u64, u16>, ports: &[u16]) -> HashMap<u16, Vec<u32>> {
+        let wanted: HashMap<u64, u16> = inodes
+            .iter()
             .filter(|(_, p)| ports.contains(p))
+            .map(|(i, p)| (*i, *p))
             .collect();
         let mut out: HashMap<u16, Vec<u32>> = HashMap::new();
         if wanted.is_empty() {
@@ -121,7 +172,10 @@ mod linux {
     }
 
     pub fn listening_ports(pids: &[u32]) -> HashMap<u32, Vec<u16>> {
-        let inodes = listen_inodes();
+        ports_of(&listen_inodes(), pids)
+    }
+
+    fn ports_of(inodes: &HashMap<u64, u16>, pids: &[u32]) -> HashMap<u32, Vec<u16>> {
         let mut out = HashMap::new();
         if inodes.is_empty() {
             return out;

@@ -1,6 +1,6 @@
 //! The real process table, read through sysinfo in one refresh.
 
-use super::{listening_ports, Pm2Env, ProcInfo, ProcState, ProcessSnapshot, ProcessSource};
+use super::{Pm2Env, ProcInfo, ProcState, ProcessSnapshot, ProcessSource};
 use sysinfo::{
     Pid, Process, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind,
 };
@@ -42,7 +42,14 @@ fn to_info(p: &Process) -> ProcInfo {
         } else {
             ProcState::Alive
         },
-        sid: p.session_id().map(|s| s.as_u32()),
+        // Windows' "session id" is the Terminal Services session every
+        // process of a logged-in user shares, not a Unix session: using it
+        // would make a whole desktop session "session mates" of an app.
+        sid: if cfg!(unix) {
+            p.session_id().map(|s| s.as_u32())
+        } else {
+            None
+        },
         uid,
         name: p.name().to_string_lossy().into_owned(),
         cmd: p
@@ -78,20 +85,20 @@ impl ProcessSource for SystemSource {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot> {
         let mut sys = new_system()?;
         sys.refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
-        let mut list: Vec<ProcInfo> = sys
+        let list: Vec<ProcInfo> = sys
             .processes()
             .values()
             // Threads show up as processes on some platforms.
             .filter(|p| p.thread_kind().is_none())
             .map(to_info)
             .collect();
-        fill_ports(&mut list);
         Ok(ProcessSnapshot::from_list(list, std::process::id()))
     }
 }
 
-/// Looks at and signals single processes through sysinfo: native APIs on
-/// every platform (kill(2), TerminateProcess), never `kill`/`taskkill`.
+/// Looks at single processes through sysinfo and signals them natively:
+/// kill(2) through sysinfo on Unix, `TerminateProcess` on Windows (sysinfo
+/// would run `taskkill.exe` there); never `kill`/`taskkill`.
 pub struct SystemControl {
     sys: System,
 }
@@ -115,45 +122,29 @@ impl super::ProcessControl for SystemControl {
             .sys
             .process(Pid::from_u32(pid))
             .ok_or_else(|| format!("process {pid} is gone"))?;
-        let sent = match sig {
-            super::Sig::Term => match p.kill_with(sysinfo::Signal::Term) {
-                Some(ok) => ok,
-                // No SIGTERM on this platform (Windows): terminate outright.
-                None => p.kill(),
-            },
-            super::Sig::Kill => p.kill(),
-        };
-        if sent {
-            Ok(())
-        } else {
-            Err(format!(
-                "the OS refused to signal process {pid} (access denied?)"
-            ))
+        // sysinfo's kill runs taskkill.exe on Windows: terminate natively
+        // instead, on a handle re-checked against the start time.
+        #[cfg(windows)]
+        {
+            let _ = sig;
+            crate::platform::windows::terminate(pid, p.start_time()).map_err(|e| e.to_string())
         }
-    }
-}
-
-/// Port evidence is only wanted for processes that look like PM2's (daemons,
-/// apps, their session mates), so only those fd tables are walked.
-fn fill_ports(list: &mut [ProcInfo]) {
-    let pm2_sessions: std::collections::HashSet<u32> = list
-        .iter()
-        .filter(|p| p.is_pm2_daemon() || p.env.as_ref().is_some_and(|e| e.home.is_some()))
-        .filter_map(|p| p.sid)
-        .collect();
-    let wanted: Vec<u32> = list
-        .iter()
-        .filter(|p| {
-            p.is_pm2_daemon()
-                || p.env.as_ref().is_some_and(|e| e.has_app_markers())
-                || p.sid.is_some_and(|s| pm2_sessions.contains(&s))
-        })
-        .map(|p| p.pid)
-        .collect();
-    let mut ports = listening_ports(&wanted);
-    for p in list.iter_mut() {
-        if let Some(v) = ports.remove(&p.pid) {
-            p.listen_ports = v;
+        #[cfg(not(windows))]
+        {
+            let sent = match sig {
+                super::Sig::Term => match p.kill_with(sysinfo::Signal::Term) {
+                    Some(ok) => ok,
+                    None => p.kill(),
+                },
+                super::Sig::Kill => p.kill(),
+            };
+            if sent {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the OS refused to signal process {pid} (access denied?)"
+                ))
+            }
         }
     }
 }

@@ -31,6 +31,13 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long SIGKILL gets to take effect before we call the process stuck
 /// (uninterruptible sleep, or a Windows process that ignores termination).
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// The outcome of a process that outlived the forced kill, named after what
+/// was sent (Windows has no signals: both steps are `TerminateProcess`).
+pub const STILL_ALIVE: &str = if cfg!(windows) {
+    "still alive after TerminateProcess"
+} else {
+    "still alive after SIGKILL"
+};
 
 enum Check {
     Same,
@@ -145,7 +152,7 @@ pub fn terminate_all(
     }
     wait_out(ctl, &mut recs, &mut forced, KILL_WAIT, "killed", tick);
     for i in forced {
-        recs[i].outcome = "still alive after SIGKILL".into();
+        recs[i].outcome = STILL_ALIVE.into();
     }
     recs
 }
@@ -327,6 +334,6 @@ mod tests {
             Duration::from_millis(50),
             &mut |_| {},
         );
-        assert_eq!(recs[0].outcome, "still alive after SIGKILL");
+        assert_eq!(recs[0].outcome, STILL_ALIVE);
     }
 }
