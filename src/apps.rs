@@ -17,6 +17,8 @@ pub struct AppView {
     pub restart_time: Option<u64>,
     pub unstable_restarts: Option<u64>,
     pub created_at: Option<u64>,
+    /// When the current process started (ms since the epoch), from the daemon.
+    pub pm_uptime: Option<u64>,
     pub max_restarts: Option<u64>,
     pub min_uptime: Option<u64>,
     pub restart_delay: Option<u64>,
@@ -46,6 +48,7 @@ impl AppView {
             restart_time: e.restart_time,
             unstable_restarts: e.unstable_restarts,
             created_at: e.created_at,
+            pm_uptime: e.pm_uptime,
             max_restarts: e.max_restarts,
             min_uptime: e.min_uptime,
             restart_delay: e.restart_delay,
@@ -66,6 +69,7 @@ impl AppView {
             restart_time: e.restart_time,
             unstable_restarts: e.unstable_restarts,
             created_at: e.created_at,
+            pm_uptime: None,
             max_restarts: e.max_restarts,
             min_uptime: e.min_uptime,
             restart_delay: e.restart_delay,
@@ -81,11 +85,6 @@ impl AppView {
             Some(id) => format!("{}:{id}", self.name),
             None => self.name.clone(),
         }
-    }
-
-    /// Worth reading the error log of: it restarted or PM2 gave up on it.
-    pub fn suspicious(&self) -> bool {
-        self.restart_time.unwrap_or(0) > 0 || self.status.as_deref() == Some("errored")
     }
 }
 
@@ -103,7 +102,8 @@ pub fn collect(daemon: Option<&[MonitoredApp]>, dump: Option<&[DumpEntry]>) -> V
 }
 
 /// Ports apps are failing on: from "address in use" in their error logs,
-/// and the PORT-like env of apps that restart.
+/// and the PORT-like env of the crash-looping apps (those whose error log
+/// was read).
 pub fn failing_ports(apps: &[AppView], logs: &crate::logs::LogSnapshot) -> Vec<u16> {
     let mut out: Vec<u16> = logs
         .app_errors
@@ -115,7 +115,7 @@ pub fn failing_ports(apps: &[AppView], logs: &crate::logs::LogSnapshot) -> Vec<u
         })
         .chain(
             apps.iter()
-                .filter(|a| a.suspicious())
+                .filter(|a| logs.app_errors.contains_key(&a.label()))
                 .flat_map(|a| a.env_ports.iter().map(|(_, p)| *p)),
         )
         .collect();
@@ -162,4 +162,49 @@ pub fn wanted_ports(apps: &[AppView], logs: &crate::logs::LogSnapshot) -> Vec<Wa
         }
     }
     out
+}
+
+/// Restart counts at or above this are a crash loop whatever the log says
+/// (the seed incident had 3,446).
+pub const CRASH_LOOP_RESTARTS: u64 = 50;
+/// pm2.log starts of one app within the tail that make a loop...
+pub const LOOP_MIN_STARTS: usize = 5;
+/// ...when they come at least this often.
+pub const LOOP_MIN_PER_MINUTE: f64 = 1.0;
+/// A live app online for this long since its last start is not looping.
+pub const SETTLED_SECS: u64 = 60;
+
+/// Why an app counts as crash-looping.
+pub struct LoopVerdict {
+    pub errored: bool,
+    /// pm2.log starts: (count, first, last, per minute).
+    pub rate: Option<(usize, i64, i64, f64)>,
+    /// The rate alone makes it a loop.
+    pub fast: bool,
+}
+
+/// `Some` when the app is crash-looping: `errored`, restarting fast in
+/// pm2.log, or restarted at least [`CRASH_LOOP_RESTARTS`] times. An app the
+/// live daemon reports online for [`SETTLED_SECS`] is not looping now,
+/// whatever its history says.
+pub fn loop_verdict(
+    app: &AppView,
+    rates: &std::collections::BTreeMap<String, (usize, i64, i64)>,
+    now_secs: u64,
+) -> Option<LoopVerdict> {
+    let restarts = app.restart_time.unwrap_or(0);
+    let errored = app.status.as_deref() == Some("errored");
+    let rate = crate::logs::rate_for(rates, &app.label(), &app.name)
+        .and_then(|&(n, a, b)| crate::logs::per_minute(n, a, b).map(|r| (n, a, b, r)));
+    let fast = rate.is_some_and(|(n, _, _, r)| n >= LOOP_MIN_STARTS && r >= LOOP_MIN_PER_MINUTE);
+    let settled = app.source == "daemon"
+        && app.status.as_deref() == Some("online")
+        && app
+            .pm_uptime
+            .is_some_and(|ms| now_secs.saturating_sub(ms / 1000) >= SETTLED_SECS);
+    (!settled && (errored || fast || restarts >= CRASH_LOOP_RESTARTS)).then_some(LoopVerdict {
+        errored,
+        rate,
+        fast,
+    })
 }

@@ -122,9 +122,7 @@ fn diagnose_cmd(args: &cli::DiagnoseArgs) -> anyhow::Result<i32> {
 }
 
 fn backup_base(flag: Option<&PathBuf>, env: &home::EnvMap) -> Option<PathBuf> {
-    flag.cloned().or_else(|| {
-        repair::backup::default_base(env.get("PM2_DOCTOR_BACKUP_DIR").map(String::as_str))
-    })
+    repair::backup::base_for(flag, env)
 }
 
 fn repair_cmd(args: &cli::RepairArgs) -> anyhow::Result<i32> {
@@ -181,37 +179,127 @@ fn repair_cmd(args: &cli::RepairArgs) -> anyhow::Result<i32> {
     let rep = match result {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(anstream::stderr(), "pm2-doctor: repair failed: {e:#}");
+            let msg = format!("{e:#}");
+            let _ = writeln!(anstream::stderr(), "pm2-doctor: repair failed: {msg}");
+            if args.format == ListFormat::Json {
+                print_json(&serde_json::json!({
+                    "schema_version": 1,
+                    "home": cfg.paths.home,
+                    "error": msg,
+                    "exit_code": repair::exit::OPERATIONAL,
+                }))?;
+            }
             return Ok(repair::exit::OPERATIONAL);
         }
     };
-    match args.format {
-        ListFormat::Human => {
-            let mut out = stdout_stream(args.color);
-            report::repair::render(&mut out, &rep)?;
-            out.flush()?;
-        }
-        ListFormat::Json => print_json(&report::repair::document(&rep))?,
-    }
-    let wants_start = args.resurrect && rep.mode != Mode::DryRun;
-    let cleaned = rep.exit_code & repair::exit::LEFT_UNFIXED == 0;
-    if wants_start && rep.exit_code != repair::exit::CANCELLED {
-        if !cleaned {
-            let _ = writeln!(
-                anstream::stderr(),
-                "pm2-doctor: not resurrecting: problems are left (see above)"
-            );
-            return Ok(rep.exit_code);
-        }
-        let opts = start_options(
+    // Whether the home is ready to start the apps is the resurrect
+    // pre-flight's call: findings about the past (a crash loop's restart
+    // count) must not block it, blocking ones (an orphan left) do.
+    let wants_start =
+        args.resurrect && rep.mode != Mode::DryRun && rep.exit_code != repair::exit::CANCELLED;
+    let started = wants_start.then(|| {
+        let o = start_options(
             &args.start,
             args.pm2.clone(),
             Some(opts.backup_base.clone()),
         );
-        let code = bring_back(&cfg, &opts, args.format)?;
-        return Ok(rep.exit_code | code);
+        start_apps(&cfg, &o)
+    });
+    let mut code = rep.exit_code;
+    if let Some(s) = &started {
+        code |= s.exit_code();
+        // The apps came back and stay up: what repair's own re-diagnosis
+        // still saw of their crash loop (taken right after the port was
+        // freed) is history now.
+        if let Ok(o) = s {
+            if o.exit_code == 0 && only_loop_history_left(&rep, o) {
+                code &= !repair::exit::LEFT_UNFIXED;
+            }
+        }
     }
-    Ok(rep.exit_code)
+    match args.format {
+        ListFormat::Human => {
+            let mut out = stdout_stream(args.color);
+            report::repair::render(&mut out, &rep)?;
+            if let Some(s) = &started {
+                render_started(&mut out, s)?;
+            }
+            out.flush()?;
+        }
+        ListFormat::Json => {
+            let mut doc = report::repair::document(&rep);
+            if let Some(s) = &started {
+                doc["resurrect"] = started_document(s);
+            }
+            doc["exit_code"] = code.into();
+            print_json(&doc)?;
+        }
+    }
+    Ok(code)
+}
+
+/// Error findings left after repair are only the crash loops (and their
+/// port conflicts) of apps that resurrect then watched stay up.
+fn only_loop_history_left(rep: &repair::RepairReport, o: &crate::resurrect::Outcome) -> bool {
+    use crate::findings::{CheckId, Severity};
+    let stable: Vec<&str> = o
+        .apps
+        .iter()
+        .filter(|a| a.stable)
+        .map(|a| a.app.rsplit_once(':').map_or(a.app.as_str(), |(n, _)| n))
+        .collect();
+    rep.after.as_ref().is_some_and(|d| {
+        d.verdict
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .all(|f| {
+                matches!(f.check, CheckId::AppCrashLoop | CheckId::AppPortConflict)
+                    && f.evidence
+                        .get("app")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|a| stable.contains(&a))
+            })
+    })
+}
+
+/// A resurrect that ran, or why it was refused before starting anything.
+type Started = Result<crate::resurrect::Outcome, String>;
+
+trait StartedExt {
+    fn exit_code(&self) -> i32;
+}
+
+impl StartedExt for Started {
+    fn exit_code(&self) -> i32 {
+        match self {
+            Ok(o) => o.exit_code,
+            Err(_) => repair::exit::LEFT_UNFIXED,
+        }
+    }
+}
+
+fn start_apps(cfg: &Config, opts: &crate::resurrect::Options) -> Started {
+    let (source, why) = crate::resurrect::choose(cfg, opts).map_err(|e| e.to_string())?;
+    crate::resurrect::run(cfg, opts, source, why).map_err(|e| format!("{e:#}"))
+}
+
+fn render_started(out: &mut dyn Write, s: &Started) -> std::io::Result<()> {
+    match s {
+        Ok(o) => report::resurrect::render(out, o),
+        Err(why) => writeln!(out, "resurrect refused, nothing was started: {why}"),
+    }
+}
+
+fn started_document(s: &Started) -> serde_json::Value {
+    match s {
+        Ok(o) => report::resurrect::document(o),
+        Err(why) => serde_json::json!({
+            "schema_version": 1,
+            "refused": why,
+            "exit_code": repair::exit::LEFT_UNFIXED,
+        }),
+    }
 }
 
 fn start_options(
@@ -237,28 +325,20 @@ fn bring_back(
     opts: &crate::resurrect::Options,
     format: ListFormat,
 ) -> anyhow::Result<i32> {
-    let (source, why) = match crate::resurrect::choose(cfg, opts) {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = writeln!(anstream::stderr(), "pm2-doctor: resurrect refused: {e}");
-            return Ok(repair::exit::LEFT_UNFIXED);
-        }
-    };
-    let outcome = match crate::resurrect::run(cfg, opts, source, why) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = writeln!(anstream::stderr(), "pm2-doctor: resurrect refused: {e:#}");
-            return Ok(repair::exit::LEFT_UNFIXED);
-        }
-    };
+    let started = start_apps(cfg, opts);
+    if let Err(why) = &started {
+        let _ = writeln!(anstream::stderr(), "pm2-doctor: resurrect refused: {why}");
+    }
     match format {
         ListFormat::Human => {
-            let mut out = stdout_stream(cli::ColorChoice::Auto);
-            report::resurrect::render(&mut out, &outcome)?;
+            if let Ok(o) = &started {
+                let mut out = stdout_stream(cli::ColorChoice::Auto);
+                report::resurrect::render(&mut out, o)?;
+            }
         }
-        ListFormat::Json => print_json(&report::resurrect::document(&outcome))?,
+        ListFormat::Json => print_json(&started_document(&started))?,
     }
-    Ok(outcome.exit_code)
+    Ok(started.exit_code())
 }
 
 fn resurrect_cmd(args: &cli::ResurrectArgs) -> anyhow::Result<i32> {
@@ -330,6 +410,8 @@ fn undo_cmd(args: &cli::UndoArgs) -> anyhow::Result<i32> {
     let rep = repair::undo::undo(&run_dir, args.force)?;
     let code = if rep.refused {
         repair::exit::LEFT_UNFIXED
+    } else if !rep.errors.is_empty() {
+        exit::INCOMPLETE
     } else {
         exit::OK
     };
@@ -338,7 +420,13 @@ fn undo_cmd(args: &cli::UndoArgs) -> anyhow::Result<i32> {
             let mut out = stdout_stream(cli::ColorChoice::Auto);
             report::repair::render_undo(&mut out, &rep)?;
         }
-        ListFormat::Json => print_json(&serde_json::to_value(&rep)?)?,
+        ListFormat::Json => {
+            let mut doc = serde_json::to_value(&rep)?;
+            doc["schema_version"] = 1.into();
+            doc["home"] = serde_json::to_value(&cfg.paths.home)?;
+            doc["exit_code"] = code.into();
+            print_json(&doc)?
+        }
     }
     Ok(code)
 }
@@ -389,7 +477,13 @@ fn backups_cmd(args: &cli::BackupsArgs) -> anyhow::Result<i32> {
                 writeln!(
                     out,
                     "{}  {}  {:<10} {}/{} actions done, {} files, {} bytes",
-                    r.run_id, r.started_at, r.state, r.actions_done, r.actions, r.files, r.bytes
+                    r.run_id,
+                    r.started_at.as_deref().unwrap_or("?"),
+                    r.state,
+                    r.actions_done,
+                    r.actions,
+                    r.files,
+                    r.bytes
                 )?;
             }
         }
@@ -428,7 +522,7 @@ fn ports_cmd(args: &cli::PortsArgs) -> anyhow::Result<i32> {
                         "this home's daemon"
                     } else if let Some(m) = g.membership.members.get(&p.pid) {
                         if m.managed_by.is_none() && !reported.contains(&p.pid) {
-                            "orphan of this home"
+                            "an orphan of this home"
                         } else {
                             "another app of this home"
                         }
@@ -545,7 +639,7 @@ fn list_checks(format: ListFormat) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            print_json(&serde_json::Value::Array(list))
+            print_json(&serde_json::json!({"schema_version": 1, "checks": list}))
         }
         ListFormat::Human => {
             let mut out = stdout_stream(cli::ColorChoice::Auto);

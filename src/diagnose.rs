@@ -150,33 +150,48 @@ pub fn listeners_of(
     m
 }
 
+/// Pids a daemon that answered reported as its apps.
+pub fn reported_pids(daemon: &DaemonView) -> std::collections::HashSet<u32> {
+    match &daemon.rpc {
+        Some(ProbeOutcome::Answered(r)) => r
+            .apps
+            .iter()
+            .flatten()
+            .filter_map(|a| a.live_pid())
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
 /// Reads the home, the process table, the daemon (bounded) and the logs.
 pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     let home = HomeSnapshot::read(&cfg.paths);
-    let procs = match &cfg.process_snapshot {
+    // The probes run while the process table is read: the slowest of the
+    // two sets the pace, not their sum.
+    let probes = (home.exists && checks_need_probe(cfg)).then(|| {
+        let (rpc_ep, pub_ep, t) = (cfg.paths.rpc.clone(), cfg.paths.publ.clone(), cfg.timeout);
+        let publ = std::thread::spawn(move || probe::connect_only(&pub_ep, t));
+        let rpc = std::thread::spawn(move || probe::probe(&rpc_ep, t));
+        (rpc, publ)
+    });
+    let mut procs = match &cfg.process_snapshot {
         Some(file) => FileSource(file).snapshot()?,
         None => SystemSource.snapshot()?,
     };
     let matcher = HomeMatcher::new(&cfg.paths.home);
     let membership = Membership::compute(&procs, &matcher);
-    let want_probe = home.exists && checks_need_probe(cfg);
-    let daemon = if want_probe {
-        // Both endpoints are probed at once so the worst case is one deadline.
-        let (rpc_ep, pub_ep, t) = (cfg.paths.rpc.clone(), cfg.paths.publ.clone(), cfg.timeout);
-        let publ = std::thread::spawn(move || probe::connect_only(&pub_ep, t));
-        let rpc = probe::probe(&rpc_ep, t);
-        let publ = publ.join().unwrap_or(ProbeOutcome::Failed {
-            error: "pub.sock probe thread panicked".into(),
-        });
-        DaemonView {
-            rpc: Some(rpc),
-            publ: Some(publ),
-        }
-    } else {
-        DaemonView {
+    let failed = |what: &str| ProbeOutcome::Failed {
+        error: format!("{what} probe thread panicked"),
+    };
+    let daemon = match probes {
+        Some((rpc, publ)) => DaemonView {
+            rpc: Some(rpc.join().unwrap_or_else(|_| failed("rpc.sock"))),
+            publ: Some(publ.join().unwrap_or_else(|_| failed("pub.sock"))),
+        },
+        None => DaemonView {
             rpc: None,
             publ: None,
-        }
+        },
     };
     let cli = pm2cli::locate(cfg.pm2_bin.as_deref(), cfg.path_var.as_deref());
     let daemon_apps = match &daemon.rpc {
@@ -189,9 +204,25 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     } else {
         crate::logs::LogSnapshot::default()
     };
-    // Only ports that failing apps want are traced to their owners.
+    // Ports are only traced where a finding needs them: the ports orphans
+    // hold, and the owners of ports failing apps want.
     let wanted: Vec<u16> = crate::apps::failing_ports(&apps, &logs);
-    let listeners = listeners_of(cfg, &procs, &wanted);
+    let listeners = if cfg.process_snapshot.is_some() {
+        listeners_of(cfg, &procs, &wanted)
+    } else {
+        let reported = reported_pids(&daemon);
+        let orphans: Vec<u32> = membership
+            .orphans(&procs, &reported)
+            .map(|m| m.pid)
+            .collect();
+        let (by_pid, by_port) = crate::process::socket_table(&orphans, &wanted);
+        for (pid, ports) in by_pid {
+            if let Some(p) = procs.procs.get_mut(&pid) {
+                p.listen_ports = ports;
+            }
+        }
+        by_port
+    };
     let lint = if home.exists {
         ecosystem_lint(cfg, &home)
     } else {

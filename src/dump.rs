@@ -164,8 +164,11 @@ const SECRET_MARKERS: &[&str] = &[
 ];
 
 pub fn looks_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SECRET_MARKERS.iter().any(|m| k.contains(m))
+    let k = key.as_bytes();
+    SECRET_MARKERS.iter().any(|m| {
+        k.windows(m.len())
+            .any(|w| w.eq_ignore_ascii_case(m.as_bytes()))
+    })
 }
 
 /// `PORT=3000`, `HTTP_PORT="8080"`: a key named like a port with a value
@@ -290,12 +293,57 @@ impl<'de> de::DeserializeSeed<'de> for ValueSeed {
     }
 }
 
-/// One element of the top-level array: an object we can read, or anything else.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawElement {
-    Entry(Box<DumpEntry>),
-    Other(IgnoredAny),
+/// One element of the top-level array: an object is read as an entry,
+/// anything else is marked. Decided on the first token, so nothing is
+/// buffered (an untagged enum would copy every ~10 KB entry into a generic
+/// tree before trying it).
+struct RawElement(DumpEntry);
+
+impl<'de> Deserialize<'de> for RawElement {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawElement;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a dump entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawElement, A::Error> {
+                DumpEntry::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawElement)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawElement, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawElement::other())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawElement, E> {
+                Ok(RawElement::other())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl RawElement {
+    fn other() -> RawElement {
+        RawElement(DumpEntry {
+            not_an_object: true,
+            ..DumpEntry::default()
+        })
+    }
 }
 
 fn json_kind(bytes: &[u8]) -> &'static str {
@@ -317,16 +365,7 @@ pub fn parse_bytes(bytes: &[u8], meta: FileMeta) -> DumpParse {
     if first == Some(b'[') {
         match serde_json::from_slice::<Vec<RawElement>>(bytes) {
             Ok(elems) => {
-                let entries = elems
-                    .into_iter()
-                    .map(|e| match e {
-                        RawElement::Entry(e) => *e,
-                        RawElement::Other(_) => DumpEntry {
-                            not_an_object: true,
-                            ..DumpEntry::default()
-                        },
-                    })
-                    .collect();
+                let entries = elems.into_iter().map(|RawElement(e)| e).collect();
                 return DumpParse::Apps { meta, entries };
             }
             Err(e) => {
@@ -572,16 +611,27 @@ mod tests {
         ));
     }
 
+    /// Deep nesting is valid JSON: it must come back as a refused entry or a
+    /// parse error, never a stack overflow, and never as a valid app.
     #[test]
-    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    fn deep_nesting_never_overflows_the_stack() {
+        let refused = |p: DumpParse| match p {
+            DumpParse::NotJson { .. } => true,
+            DumpParse::Apps { entries, .. } => {
+                entries.iter().all(|e| !entry_problems(e).is_empty())
+            }
+            _ => false,
+        };
         let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse(&deep), DumpParse::NotJson { .. }));
+        assert!(refused(parse(&deep)));
         let deep_env = format!(
             "[{{\"name\":\"a\",\"env\":{}1{}}}]",
             "{\"a\":".repeat(50_000),
             "}".repeat(50_000)
         );
-        assert!(matches!(parse(&deep_env), DumpParse::NotJson { .. }));
+        assert!(refused(parse(&deep_env)));
+        let deep_entry = format!("[{}1{}]", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+        assert!(refused(parse(&deep_entry)));
     }
 
     #[test]

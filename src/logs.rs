@@ -251,11 +251,10 @@ pub enum Signature {
 }
 
 impl Signature {
+    /// Signatures only Windows' WMI produces. A pidusage error alone is
+    /// not one: on Linux pidusage reads /proc and fails on exited pids.
     pub fn is_wmi(self) -> bool {
-        matches!(
-            self,
-            Signature::PidusageError | Signature::CallCancelled | Signature::WmicMissing
-        )
+        matches!(self, Signature::CallCancelled | Signature::WmicMissing)
     }
 
     pub fn describe(self) -> &'static str {
@@ -593,16 +592,34 @@ pub fn error_tail(
     })
 }
 
-/// Reads pm2.log's tail, the error-log tails of suspicious apps, and the
-/// size of every log.
+/// Error-log tails read per run at most: a home of thousands of restarting
+/// apps must not cost thousands of reads.
+const MAX_ERROR_TAILS: usize = 100;
+
+/// Reads pm2.log's tail, the error-log tails of the apps that crash-loop
+/// (the worst first, at most [`MAX_ERROR_TAILS`]), and the size of every log.
 pub fn snapshot(paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) -> LogSnapshot {
     let home = paths.home.as_path();
-    let root = |p: &Path| crate::home::root_for(p, home).to_path_buf();
     let mut snap = LogSnapshot {
-        pm2_log: read_tail(&paths.log_file, &root(&paths.log_file), TAIL_BYTES).transpose(),
+        pm2_log: read_tail(
+            &paths.log_file,
+            crate::home::root_for(&paths.log_file, home),
+            TAIL_BYTES,
+        )
+        .transpose(),
         ..LogSnapshot::default()
     };
-    for app in apps.iter().filter(|a| a.suspicious()) {
+    let rates = restart_rates(snap.pm2_log.as_ref().and_then(|r| r.as_ref().ok()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut looping: Vec<&crate::apps::AppView> = apps
+        .iter()
+        .filter(|a| crate::apps::loop_verdict(a, &rates, now).is_some())
+        .collect();
+    looping.sort_by_key(|a| std::cmp::Reverse(a.restart_time.unwrap_or(0)));
+    for app in looping.into_iter().take(MAX_ERROR_TAILS) {
         if let Some(t) = error_tail(paths, app) {
             snap.app_errors.insert(app.label(), t);
         }

@@ -255,8 +255,24 @@ pub fn preflight(
     let ports = source_ports(source);
     let wanted: Vec<u16> = ports.iter().map(|(_, p)| *p).collect();
     let holders = diagnose::listeners_of(cfg, &g.procs, &wanted);
+    // An app the live daemon already runs holds its own port: `pm2
+    // resurrect` skips names already running, so that is no obstacle.
+    let reported = diagnose::reported_pids(&g.daemon);
+    let managed = |pid: &u32| {
+        reported.contains(pid)
+            || g.membership.daemons.contains(pid)
+            || g.membership
+                .members
+                .get(pid)
+                .is_some_and(|m| m.managed_by.is_some())
+    };
     for (app, port) in &ports {
-        for pid in holders.get(port).into_iter().flatten() {
+        for pid in holders
+            .get(port)
+            .into_iter()
+            .flatten()
+            .filter(|p| !managed(p))
+        {
             let who = g
                 .procs
                 .get(*pid)

@@ -349,7 +349,9 @@ fn checks_lists_every_id_once() {
         .args(["checks", "--format", "json"])
         .output()
         .unwrap();
-    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    let list: Vec<Value> = doc["checks"].as_array().unwrap().clone();
     let ids: Vec<&str> = list.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"daemon.pid-stale") && ids.contains(&"process.orphan"));
     let docs = fs::read_to_string("docs/checks.md").unwrap_or_default();
@@ -385,7 +387,7 @@ fn ports_names_who_holds_each_wanted_port() {
     assert_eq!(row("c3-backend")["holders"][0]["pid"], 4960);
     assert_eq!(
         row("c3-backend")["holders"][0]["kind"],
-        "orphan of this home"
+        "an orphan of this home"
     );
     assert_eq!(row("chinvex-gateway")["port"], 7778);
     assert_eq!(row("chinvex-gateway")["source"], "error-log");

@@ -154,9 +154,9 @@ fn check_ids() -> BTreeSet<String> {
         "pm2-doctor checks --format json failed"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: BTreeSet<String> = v
+    let ids: BTreeSet<String> = v["checks"]
         .as_array()
-        .expect("checks --format json is an array")
+        .expect("checks --format json has a checks array")
         .iter()
         .map(|c| c["id"].as_str().expect("every check has an id").to_string())
         .collect();

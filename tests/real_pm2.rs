@@ -7,7 +7,9 @@
 //! findings, the evidence and the exit code. The repair tests (section j)
 //! then run `repair --yes` (and `undo`) with `--backup-dir` in the test's
 //! temp dir, and check what was killed, what survived, and every byte of
-//! the home.
+//! the home. Section k replays crash loops after `pm2 resurrect` (an orphan
+//! holding the app's port, pm2-internals §6c), the seed incident end to
+//! end with `repair --resurrect`, and `pm2-doctor resurrect`'s pre-flight.
 //!
 //! The rules these tests keep:
 //! * `pm2` only ever runs with its own `PM2_HOME` and `HOME` (every pm2
@@ -1813,5 +1815,738 @@ fn wedged_daemon_repair_leaves_nothing_for_a_second_repair() {
         again.pretty()
     );
     assert!(again.array("plan").is_empty(), "{}", again.pretty());
+    lab.finish();
+}
+
+// ---------------------------------------------------------------------------
+// k. crash loops after a resurrect, and resurrect itself
+// ---------------------------------------------------------------------------
+
+/// Longest we wait for a crash loop to build up or to settle: generous, the
+/// loop runs at a few restarts a second.
+const LOOP_SETTLE: Duration = Duration::from_secs(60);
+
+fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < deadline,
+            "gave up after {deadline:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// `GET /` on 127.0.0.1:port: http.js answers `ok from <pid>`.
+fn http_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split("ok from ").nth(1)?.trim().parse().ok()
+}
+
+/// Moves `created_at` of every app in dump.pm2 (and dump.pm2.bak) an hour
+/// back, as for apps that had been up for an hour when their daemon died.
+/// `pm2 resurrect` keeps it, and an exit only counts as unstable within
+/// min_uptime × max_restarts (16 s) of it (pm2-internals §0.6, §6c). Here
+/// the resurrect comes seconds after the start, so without this PM2 would
+/// still stop the loop after 15 restarts, as it does for a fresh app.
+fn age_dumps(lab: &Lab) {
+    for rel in ["dump.pm2", "dump.pm2.bak"] {
+        let path = lab.path(rel);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let mut v: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{rel} is not JSON ({e})"));
+        for e in v.as_array_mut().expect("a dump is an array") {
+            let at = e["created_at"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{rel}: an entry without created_at: {e}"));
+            e["created_at"] = (at - 3_600_000).into();
+        }
+        fs::write(&path, serde_json::to_vec(&v).expect("serialise")).expect("rewrite dump");
+    }
+}
+
+/// `apps[]` of a diagnosis: (status, restarts) of the app named `name`.
+fn app_state(d: &Diag, name: &str) -> Option<(String, u64)> {
+    let a = d.json["apps"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == name)?;
+    Some((
+        a["status"].as_str().unwrap_or("").to_string(),
+        a["restarts"].as_u64()?,
+    ))
+}
+
+/// The finding of `check` whose evidence names app `name`.
+fn finding_for<'a>(d: &'a Diag, check: &str, name: &str) -> &'a Value {
+    d.findings(check)
+        .into_iter()
+        .find(|f| f["evidence"]["app"] == name)
+        .unwrap_or_else(|| panic!("no {check} finding for {name} in\n{}", d.pretty()))
+}
+
+/// Waits until the daemon reports the app crash-looping past PM2's guard
+/// (restarts ≥ 20 > max_restarts 16, still not errored).
+fn wait_for_crash_loop(lab: &Lab, name: &str) {
+    let mut last = None;
+    wait_for(
+        &format!("{name} to crash-loop past 20 restarts"),
+        LOOP_SETTLE,
+        || {
+            last = app_state(&lab.diagnose(&[]), name);
+            last.as_ref()
+                .is_some_and(|(s, r)| *r >= 20 || s == "errored")
+        },
+    );
+    let (status, _) = last.expect("state");
+    assert_ne!(status, "errored", "PM2's guard stopped {name}");
+}
+
+/// Each (app, port): its managed instance (the pid file PM2 rewrites at
+/// every start) answers on the port; then, for 3 s more, every app stays
+/// online with a restart count that does not move. Returns the pids.
+fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for &(name, pm_id, port) in apps {
+        let mut pid = 0;
+        wait_for(
+            &format!("{name} to serve 127.0.0.1:{port} itself"),
+            LOOP_SETTLE,
+            || {
+                let file = fs::read_to_string(lab.path(&format!("pids/{name}-{pm_id}.pid")));
+                let managed = file.ok().and_then(|t| t.trim().parse::<u32>().ok());
+                pid = managed.unwrap_or(0);
+                managed.is_some() && http_pid(port) == managed
+            },
+        );
+        assert!(
+            procfs::has_env(pid, &lab.home_env) && procfs::has_env(pid, &format!("name={name}")),
+            "{pid} ({}) is app {name} of this home",
+            procfs::cmdline(pid)
+        );
+        pids.push(pid);
+    }
+    let first = lab.diagnose(&[]);
+    let base: Vec<u64> = apps
+        .iter()
+        .map(|&(name, _, _)| {
+            let (status, restarts) = app_state(&first, name)
+                .unwrap_or_else(|| panic!("{name} not in apps[]:\n{}", first.pretty()));
+            assert_eq!(status, "online", "{name}:\n{}", first.pretty());
+            restarts
+        })
+        .collect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        sleep(Duration::from_millis(500));
+        let d = lab.diagnose(&[]);
+        for (&(name, _, port), &before) in apps.iter().zip(&base) {
+            assert_eq!(
+                app_state(&d, name),
+                Some(("online".to_string(), before)),
+                "{name} stays online without restarting:\n{}",
+                d.pretty()
+            );
+            assert!(port_answers(port), "{name} keeps 127.0.0.1:{port}");
+        }
+    }
+    for (&(name, _, port), &pid) in apps.iter().zip(&pids) {
+        assert_eq!(
+            http_pid(port),
+            Some(pid),
+            "{name} is still the same process"
+        );
+    }
+    pids
+}
+
+/// What `pm2-doctor` printed, for commands whose stdout is not exactly one
+/// JSON document (a refusal prints none; `repair --resurrect` prints two).
+struct Raw {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Raw {
+    /// Every JSON document on stdout, in order.
+    fn docs(&self) -> Vec<Value> {
+        serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<Value>, _>>()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not a series of JSON documents ({e}):\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+}
+
+impl Lab {
+    /// `pm2-doctor <sub> --home <home> --backup-dir <backups> [extra]`,
+    /// bounded by [`DIAGNOSE_DEADLINE`], output as printed.
+    fn doctor_raw(&self, sub: &str, extra: &[&str]) -> Raw {
+        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
+        cmd.env_clear()
+            .env("PATH", path_var())
+            .env("HOME", self.root.path())
+            .args([sub, "--home", self.home_str(), "--backup-dir"])
+            .arg(self.backups())
+            .args(extra)
+            .timeout(DIAGNOSE_DEADLINE);
+        let out = cmd.output().expect("run pm2-doctor");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = out.status.code().unwrap_or_else(|| {
+            panic!(
+                "pm2-doctor {sub} did not exit by itself ({}); killed at the \
+                 {DIAGNOSE_DEADLINE:?} deadline?\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status
+            )
+        });
+        Raw {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A resurrected app crash-looping on the port its orphan still holds.
+struct OrphanLoop {
+    port: u16,
+    orphan: u32,
+    daemon: u32,
+}
+
+/// `web` (http.js `--no-pmx`) on a port, `pm2 save`, the daemon SIGKILLed
+/// (web survives as an orphan holding the port), then `pm2 resurrect`: the
+/// new copy of web fails with EADDRINUSE and PM2 restarts it without end
+/// (pm2-internals §6c). Checks everything diagnose says about it.
+fn crash_loop_on_an_orphan_port(lab: &mut Lab) -> OrphanLoop {
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    lab.pm2(&["save"], &[]);
+    age_dumps(lab);
+    let orphan = lab.app_pid("web", 0);
+    lab.remember(orphan);
+    lab.sigkill_daemon();
+    sleep(Duration::from_secs(2));
+    assert!(
+        procfs::alive(orphan) && http_pid(port) == Some(orphan),
+        "precondition: web ({orphan}) outlives its daemon and serves 127.0.0.1:{port}"
+    );
+
+    lab.pm2(&["resurrect"], &[]);
+    let daemon = lab.daemon_pid();
+    wait_for_crash_loop(lab, "web");
+    assert_eq!(
+        http_pid(port),
+        Some(orphan),
+        "the orphan still holds the port"
+    );
+
+    let d = lab.diagnose(&[]);
+    assert_eq!(d.code & 4, 4, "{}", d.pretty());
+    assert_eq!(
+        d.json["daemon"]["rpc"]["state"],
+        "answered",
+        "{}",
+        d.pretty()
+    );
+
+    let f = finding_for(&d, "app.crash-loop", "web");
+    assert_eq!(f["severity"], "error", "{f}");
+    assert_eq!(f["evidence"]["source"], "daemon", "{f}");
+    assert_eq!(
+        f["evidence"]["cause"],
+        serde_json::json!({"kind": "address-in-use", "port": port}),
+        "{f}"
+    );
+    assert!(
+        f["evidence"]["restart_time"]
+            .as_u64()
+            .is_some_and(|r| r >= 20),
+        "{f}"
+    );
+    assert_eq!(f["evidence"]["unstable_restarts"], 0, "{f}");
+    assert_eq!(f["fix"]["action"], "free-the-port", "{f}");
+
+    let g = finding_for(&d, "app.guard-bypassed", "web");
+    assert_eq!(g["evidence"]["unstable_restarts"], 0, "{g}");
+    assert_eq!(g["evidence"]["max_restarts"], 16, "{g}");
+    assert_eq!(g["fix"]["action"], "rearm-restart-guard", "{g}");
+
+    let p = finding_for(&d, "app.port-conflict", "web");
+    assert_eq!(p["evidence"]["port"], port, "{p}");
+    assert_eq!(p["evidence"]["holder_pid"], orphan, "{p}");
+    assert_eq!(
+        p["evidence"]["holder_kind"], "an orphan of this home",
+        "{p}"
+    );
+    assert_eq!(p["fix"]["action"], "kill-port-holder", "{p}");
+    assert_eq!(p["fix"]["safety"], "disruptive", "{p}");
+
+    let o = d
+        .findings("process.orphan")
+        .into_iter()
+        .find(|o| evidence_pid(o) == orphan)
+        .unwrap_or_else(|| panic!("{orphan} is not an orphan in\n{}", d.pretty()));
+    assert_eq!(o["evidence"]["app"], "web", "{o}");
+    assert!(
+        o["evidence"]["ports"]
+            .as_array()
+            .is_some_and(|ps| ps.contains(&Value::from(port))),
+        "{o}"
+    );
+    assert_eq!(o["fix"]["action"], "kill-orphan", "{o}");
+    OrphanLoop {
+        port,
+        orphan,
+        daemon,
+    }
+}
+
+/// `repair --yes` on [`crash_loop_on_an_orphan_port`]: exactly the orphan
+/// is killed, the daemon is left running, and web, restarted by its
+/// daemon, binds the port by itself and stays up.
+fn repair_the_orphan_loop(lab: &Lab, l: &OrphanLoop) -> Run {
+    let r = lab.repair(&["--yes"]);
+    assert!(
+        !procfs::alive(l.orphan),
+        "the orphan is dead:\n{}",
+        r.pretty()
+    );
+    assert_eq!(r.code & 1, 1, "{}", r.pretty());
+    assert_eq!(r.code & 8, 0, "{}", r.pretty());
+    let sig = signalled(r.array("results"));
+    assert_eq!(
+        sig.keys().copied().collect::<BTreeSet<u32>>(),
+        BTreeSet::from([l.orphan]),
+        "signalled exactly the orphan, once:\n{}",
+        r.pretty()
+    );
+    assert!(
+        sig[&l.orphan]["outcome"] == "terminated" || sig[&l.orphan]["outcome"] == "killed",
+        "{}",
+        sig[&l.orphan]
+    );
+    assert!(
+        procfs::alive(l.daemon) && lab.daemon_pid() == l.daemon,
+        "the live daemon is left running"
+    );
+    // PM2 restarts web again at once; this time the port is free.
+    let pids = watch_settled(lab, &[("web", 0, l.port)]);
+    assert_ne!(pids[0], l.orphan);
+    r
+}
+
+#[test]
+fn resurrected_app_crash_loops_on_an_orphan_port_and_repair_fixes_it() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let l = crash_loop_on_an_orphan_port(&mut lab);
+    repair_the_orphan_loop(&lab, &l);
+    lab.finish();
+}
+
+/// Once the holder is dead and the app listens on its own port, the port
+/// conflict is over.
+#[test]
+fn recovered_app_is_no_longer_a_port_conflict() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let l = crash_loop_on_an_orphan_port(&mut lab);
+    repair_the_orphan_loop(&lab, &l);
+    let d = lab.diagnose(&[]);
+    assert!(
+        d.findings("app.port-conflict").is_empty(),
+        "web serves 127.0.0.1:{} itself:\n{}",
+        l.port,
+        d.pretty()
+    );
+    lab.finish();
+}
+
+/// The seed incident, replayed: `chinvex-gateway` (silent, `--no-pmx`)
+/// outlives its SIGKILLed daemon and keeps its port; `c3-backend` (pmx on)
+/// dies with it; `pm2 resurrect` brings c3-backend back and sets the new
+/// gateway crash-looping on EADDRINUSE past PM2's guard; then dump.pm2 is
+/// cut in half (a save interrupted mid-write) while dump.pm2.bak stays
+/// valid. Then `repair --yes --resurrect --watch 6 --rearm-guard`.
+/// `expect_resurrect` adds what the resurrect step must report.
+fn seed_incident(expect_resurrect: bool) {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [gw_port, be_port] = free_ports::<2>();
+    let (gw_s, be_s) = (gw_port.to_string(), be_port.to_string());
+    lab.pm2(
+        &[
+            "start",
+            &app("http.js"),
+            "--name",
+            "chinvex-gateway",
+            "--no-pmx",
+        ],
+        &[("PORT", &gw_s)],
+    );
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "c3-backend"],
+        &[("PORT", &be_s)],
+    );
+    wait_until("both apps to listen", || {
+        port_answers(gw_port) && port_answers(be_port)
+    });
+    // The second save copies the first into dump.pm2.bak.
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["save"], &[]);
+    age_dumps(&lab);
+    let orphan = lab.app_pid("chinvex-gateway", 0);
+    let backend = lab.app_pid("c3-backend", 1);
+    lab.remember(orphan);
+    lab.sigkill_daemon();
+    wait_until("c3-backend to die with its daemon", || {
+        !procfs::alive(backend)
+    });
+    assert!(
+        procfs::alive(orphan) && http_pid(gw_port) == Some(orphan),
+        "precondition: the gateway ({orphan}) outlives its daemon and holds {gw_port}"
+    );
+
+    lab.pm2(&["resurrect"], &[]);
+    let daemon = lab.daemon_pid();
+    wait_for_crash_loop(&lab, "chinvex-gateway");
+
+    let dump = lab.path("dump.pm2");
+    let bak = lab.path("dump.pm2.bak");
+    let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
+    let saved = fs::read(&dump).expect("dump.pm2");
+    let half = saved[..saved.len() / 2].to_vec();
+    fs::write(&dump, &half).expect("truncate dump.pm2");
+
+    let d = lab.diagnose(&[]);
+    let f = d.one("dump.corrupt");
+    assert_eq!(f["evidence"]["backup_valid"], true, "{f}");
+    assert_eq!(f["evidence"]["backup_apps"], 2, "{f}");
+    let p = finding_for(&d, "app.port-conflict", "chinvex-gateway");
+    assert_eq!(p["evidence"]["holder_pid"], orphan, "{p}");
+    assert_eq!(p["fix"]["action"], "kill-port-holder", "{p}");
+    finding_for(&d, "app.guard-bypassed", "chinvex-gateway");
+    assert!(
+        d.findings("process.orphan")
+            .iter()
+            .any(|o| evidence_pid(o) == orphan),
+        "{}",
+        d.pretty()
+    );
+
+    let cli = real_cli().display().to_string();
+    let out = lab.doctor_raw(
+        "repair",
+        &[
+            "--yes",
+            "--resurrect",
+            "--watch",
+            "6",
+            "--call-timeout",
+            "20",
+            "--rearm-guard",
+            "--pm2",
+            &cli,
+            "--grace",
+            "1",
+            "--timeout",
+            "1",
+            "--format",
+            "json",
+            "--color",
+            "never",
+        ],
+    );
+    let docs = out.docs();
+    let rep = docs.first().unwrap_or_else(|| {
+        panic!(
+            "repair printed no JSON (exit {}):\nstderr:\n{}",
+            out.code, out.stderr
+        )
+    });
+    let show = || {
+        format!(
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            out.code, out.stdout, out.stderr
+        )
+    };
+    assert_eq!(out.code & 8, 0, "no operational error: {}", show());
+    assert_eq!(out.code & 3, 3, "fixed, restart recommended: {}", show());
+
+    // Exactly the orphan was signalled; the live daemon was left alone.
+    let results = rep["results"].as_array().expect("results");
+    let sig = signalled(results);
+    assert_eq!(
+        sig.keys().copied().collect::<BTreeSet<u32>>(),
+        BTreeSet::from([orphan]),
+        "{}",
+        show()
+    );
+    assert!(!procfs::alive(orphan), "the orphan is dead: {}", show());
+    assert!(
+        procfs::alive(daemon) && lab.daemon_pid() == daemon,
+        "the live daemon is left running: {}",
+        show()
+    );
+    assert!(
+        results.iter().any(|a| a["action"]["kind"] == "restore-dump"
+            && a["state"] == "done"
+            && a["action"]["from"] == bak.display().to_string().as_str()),
+        "dump.pm2 was restored from dump.pm2.bak: {}",
+        show()
+    );
+
+    // Both apps up, each on its own port, and staying up.
+    watch_settled(
+        &lab,
+        &[("chinvex-gateway", 0, gw_port), ("c3-backend", 1, be_port)],
+    );
+    let d = lab.diagnose(&[]);
+    assert_eq!(
+        d.json["apps"].as_array().map(Vec::len),
+        Some(2),
+        "no app was started twice:\n{}",
+        d.pretty()
+    );
+    assert!(
+        d.findings("process.orphan").is_empty(),
+        "no orphan is left:\n{}",
+        d.pretty()
+    );
+    assert!(
+        fs::read(&dump).expect("dump.pm2") == bak_bytes,
+        "dump.pm2 holds dump.pm2.bak's bytes"
+    );
+    assert_eq!(
+        fs::read(&bak).expect("bak"),
+        bak_bytes,
+        "the backup is kept"
+    );
+
+    // Nothing rewrote dump.pm2 after the repair (no --save), so it is in
+    // the state the run left it in and undo (src/repair/undo.rs: a path in
+    // a step's `after` state is restored; no conflict) puts the truncated
+    // bytes back, exit 0. The killed orphan is listed, not brought back.
+    let u = lab.doctor("undo", &[]);
+    assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
+    assert_eq!(u.json["refused"], false, "{}", u.pretty());
+    assert_eq!(u.json["restored"], 1, "{}", u.pretty());
+    assert_eq!(u.json["run_id"], rep["run_id"], "{}", u.pretty());
+    let dump_s = dump.display().to_string();
+    assert!(
+        u.array("files")
+            .iter()
+            .any(|f| f["path"] == dump_s.as_str() && f["verdict"] == "restore"),
+        "{}",
+        u.pretty()
+    );
+    assert!(
+        u.array("killed").iter().any(|k| k[0] == orphan),
+        "{}",
+        u.pretty()
+    );
+    assert!(
+        fs::read(&dump).expect("dump.pm2") == half,
+        "dump.pm2 holds the truncated bytes again"
+    );
+    assert_eq!(fs::read(&bak).expect("bak"), bak_bytes);
+
+    if expect_resurrect {
+        // The resurrect step ran after the repair and, the daemon already
+        // running both apps (`pm2 resurrect` skips running names), reports
+        // them running and stable.
+        assert!(
+            !out.stderr.contains("not resurrecting") && !out.stderr.contains("resurrect refused"),
+            "repair --resurrect went on to resurrect: {}",
+            show()
+        );
+        // One document: the resurrect's outcome sits under `resurrect`.
+        assert_eq!(docs.len(), 1, "one JSON document: {}", show());
+        let res = &docs[0]["resurrect"];
+        assert!(res.is_object(), "no resurrect outcome: {}", show());
+        assert_eq!(res["exit_code"], 0, "{}", show());
+        let apps: BTreeSet<&str> = res["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .filter(|a| a["stable"] == true && a["status"] == "online")
+            .filter_map(|a| a["app"].as_str())
+            .collect();
+        assert_eq!(
+            apps,
+            BTreeSet::from(["c3-backend:1", "chinvex-gateway:0"]),
+            "{}",
+            show()
+        );
+        assert_eq!(out.code & 4, 0, "nothing left unfixed: {}", show());
+    }
+    lab.finish();
+}
+
+/// What must hold after `repair --yes --resurrect` on the seed incident
+/// whether or not the resurrect step runs: the orphan dead, the daemon and
+/// both apps up and stable, dump.pm2 restored, undo possible.
+#[test]
+fn seed_incident_repair_frees_the_port_and_restores_the_dump() {
+    seed_incident(false);
+}
+
+#[test]
+fn seed_incident_replayed_end_to_end() {
+    seed_incident(true);
+}
+
+#[test]
+fn resurrect_refuses_when_a_stranger_holds_a_port() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    lab.pm2(&["save"], &[]);
+    lab.pm2(&["kill"], &[]);
+    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    assert!(!lab.path("pm2.pid").exists(), "pm2 kill removed pm2.pid");
+    wait_until("web to free its port", || !port_answers(port));
+    let dump_before = fs::read(lab.path("dump.pm2")).expect("dump.pm2");
+    // The saved app's port, now held by a stranger: this test process.
+    let stranger = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("bind the app's port");
+    let me = std::process::id();
+
+    let cli = real_cli().display().to_string();
+    let out = lab.doctor_raw(
+        "resurrect",
+        &[
+            "--pm2",
+            &cli,
+            "--watch",
+            "2",
+            "--call-timeout",
+            "20",
+            "--timeout",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
+    let show = format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    assert_eq!(out.code, 4, "refused: {show}");
+    assert!(
+        out.stderr.contains("pre-flight failed"),
+        "a pre-flight refusal: {show}"
+    );
+    assert!(
+        out.stderr.contains(&format!("port {port} ")),
+        "names port {port}: {show}"
+    );
+    assert!(
+        out.stderr.contains(&format!("pid {me} ")) || out.stderr.contains(&format!("pid {me}\n")),
+        "names the holder, this test ({me}): {show}"
+    );
+    // The only document is the refusal.
+    let doc: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).expect("one refusal document");
+    assert_eq!(doc["exit_code"], 4, "{show}");
+    assert!(
+        doc["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("port {port}"))),
+        "the refusal names the port: {show}"
+    );
+    // Nothing was started: no daemon, no pm2.pid, no app.
+    assert!(lab.daemons().is_empty(), "no daemon was started: {show}");
+    assert!(!lab.path("pm2.pid").exists(), "no pm2.pid: {show}");
+    assert!(
+        lab.home_procs().is_empty(),
+        "no process of this home runs: {:?}",
+        lab.home_procs()
+    );
+    assert_eq!(
+        fs::read(lab.path("dump.pm2")).expect("dump.pm2"),
+        dump_before,
+        "dump.pm2 untouched"
+    );
+    assert_eq!(
+        stranger.local_addr().expect("addr").port(),
+        port,
+        "the stranger keeps its port"
+    );
+    drop(stranger);
+    lab.finish();
+}
+
+/// With the daemon already running every saved app, `pm2 resurrect` skips
+/// them (pm2-internals §2.3): pm2-doctor's resurrect must not refuse
+/// because each app holds its own port.
+#[test]
+fn resurrect_with_the_apps_already_running_reports_them() {
+    let _serial = serial();
+    let Some(pm2) = installed_pm2() else { return };
+    let mut lab = Lab::new(Some(pm2));
+    let [port] = free_ports::<1>();
+    let port_s = port.to_string();
+    lab.pm2(
+        &["start", &app("http.js"), "--name", "web"],
+        &[("PORT", &port_s)],
+    );
+    wait_until("web to listen", || port_answers(port));
+    lab.pm2(&["save"], &[]);
+    let web = lab.app_pid("web", 0);
+    let cli = real_cli().display().to_string();
+    let out = lab.doctor_raw(
+        "resurrect",
+        &[
+            "--pm2",
+            &cli,
+            "--watch",
+            "2",
+            "--call-timeout",
+            "20",
+            "--format",
+            "json",
+        ],
+    );
+    let show = format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    assert_eq!(out.code, 0, "{show}");
+    let docs = out.docs();
+    let apps = docs[0]["apps"].as_array().expect("apps");
+    assert_eq!(apps.len(), 1, "{show}");
+    assert_eq!(apps[0]["app"], "web:0", "{show}");
+    assert_eq!(apps[0]["stable"], true, "{show}");
+    assert_eq!(http_pid(port), Some(web), "web was left running as it was");
     lab.finish();
 }

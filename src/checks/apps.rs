@@ -2,17 +2,10 @@
 //! PM2 will ever stop it, and which process holds the port it wants.
 
 use super::{iso, Context, Sink};
-use crate::apps::AppView;
+use crate::apps::{loop_verdict, AppView, LoopVerdict};
 use crate::findings::{CheckId, Finding, Fix, Safety};
 use crate::logs::{self, Cause, TailLine};
 
-/// Restart counts at or above this are a crash loop whatever the log says
-/// (the seed incident had 3,446).
-pub const CRASH_LOOP_RESTARTS: u64 = 50;
-/// pm2.log starts of one app within the tail that make a loop...
-pub const LOOP_MIN_STARTS: usize = 5;
-/// ...when they come at least this often.
-pub const LOOP_MIN_PER_MINUTE: f64 = 1.0;
 /// PM2's defaults (lib/God.js): the guard needs max_restarts unstable exits.
 const DEFAULT_MAX_RESTARTS: u64 = 16;
 const DEFAULT_MIN_UPTIME_MS: u64 = 1000;
@@ -57,14 +50,14 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
     for app in ctx.apps {
         let label = app.label();
         let restarts = app.restart_time.unwrap_or(0);
-        let errored = app.status.as_deref() == Some("errored");
-        let rate = logs::rate_for(&rates, &label, &app.name)
-            .and_then(|&(n, a, b)| logs::per_minute(n, a, b).map(|r| (n, a, b, r)));
-        let fast =
-            rate.is_some_and(|(n, _, _, r)| n >= LOOP_MIN_STARTS && r >= LOOP_MIN_PER_MINUTE);
-        if !(errored || fast || restarts >= CRASH_LOOP_RESTARTS) {
+        let Some(LoopVerdict {
+            errored,
+            rate,
+            fast,
+        }) = loop_verdict(app, &rates, super::unix_secs(ctx.now))
+        else {
             continue;
-        }
+        };
         let cause = cause_of(ctx, app);
         let why = cause
             .as_ref()
@@ -204,12 +197,9 @@ fn port_conflict(
             .with("quotes", quotes.to_vec())
     };
     let Some(holder) = holders.first().and_then(|p| ctx.procs.get(*p)) else {
-        if cfg!(target_os = "linux") {
-            sink.push(base(
-                format!("{label} cannot bind port {port}, but no process visible to pm2-doctor listens on it now (it may have been freed, or belong to another user)"),
-                Fix::new("retry-app", Safety::Manual, format!("restart {label}; if it fails again, look for what binds port {port}")),
-            ));
-        } else {
+        // Nobody else listens (or only the app itself, now that it runs):
+        // the conflict is over; the crash-loop finding keeps the history.
+        if !cfg!(target_os = "linux") && ctx.listeners.is_empty() {
             sink.unknown(
                 id,
                 format!("port owners are not read on this platform yet (port {port} of {label})"),

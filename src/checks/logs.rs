@@ -110,7 +110,16 @@ fn daemon_errors(ctx: &Context, sink: &mut Sink) {
             .with("signatures", describe(&all)),
         );
     }
-    let wmi: Vec<_> = all.iter().copied().filter(|(s, _)| s.is_wmi()).collect();
+    // The WMI evidence: its own signatures, plus the pidusage errors they
+    // cause.
+    let wmi: Vec<_> = if all.iter().any(|(s, _)| s.is_wmi()) {
+        all.iter()
+            .copied()
+            .filter(|(s, _)| s.is_wmi() || **s == Signature::PidusageError)
+            .collect()
+    } else {
+        Vec::new()
+    };
     if !wmi.is_empty() {
         sink.push(
             Finding::new(

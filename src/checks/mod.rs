@@ -52,15 +52,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Pids the daemon itself reported as its apps (when it answered).
     pub fn reported_pids(&self) -> HashSet<u32> {
-        match &self.daemon.rpc {
-            Some(ProbeOutcome::Answered(r)) => r
-                .apps
-                .iter()
-                .flatten()
-                .filter_map(|a| a.live_pid())
-                .collect(),
-            _ => HashSet::new(),
-        }
+        crate::diagnose::reported_pids(self.daemon)
     }
 }
 

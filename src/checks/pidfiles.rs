@@ -111,7 +111,17 @@ fn one(ctx: &Context, sink: &mut Sink, pf: &PidFile) {
     };
     let written = meta.mtime.map(unix_secs);
     let with_pid = |f: Finding| f.with("pid", pid).with_opt("file_mtime", written.map(iso));
+    // A live daemon owns the pid files of the apps it runs: it unlinks one
+    // when the app exits and writes a new one at each restart, so during a
+    // restart the file names a dead pid for a moment. Not stale.
+    let managed_id = pf.pm_id.map(u64::from);
+    let daemon_runs_it = managed_id.is_some()
+        && matches!(&ctx.daemon.rpc, Some(crate::probe::ProbeOutcome::Answered(r))
+            if r.apps.iter().flatten().any(|a| a.pm_id == managed_id));
     let Some(p) = ctx.procs.get(pid) else {
+        if daemon_runs_it {
+            return;
+        }
         sink.push(with_pid(base(
             CheckId::PidfileStale,
             pf,

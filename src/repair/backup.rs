@@ -46,6 +46,12 @@ pub fn default_base(env_override: Option<&str>) -> Option<PathBuf> {
     }
 }
 
+/// `--backup-dir`, else `$PM2_DOCTOR_BACKUP_DIR`, else the platform data folder.
+pub fn base_for(flag: Option<&PathBuf>, env: &crate::home::EnvMap) -> Option<PathBuf> {
+    flag.cloned()
+        .or_else(|| default_base(env.get("PM2_DOCTOR_BACKUP_DIR").map(String::as_str)))
+}
+
 /// Creates a folder and its missing parents, owner-only on Unix.
 pub fn create_private_dir(p: &Path) -> io::Result<()> {
     #[cfg(unix)]

@@ -105,7 +105,8 @@ fn new_run_id() -> String {
         )
         .as_bytes(),
     );
-    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &salt[..6])
+    // Milliseconds keep runs of the same second in order (runs sort by id).
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &salt[..6])
 }
 
 /// The newest dump that parses as a valid, non-empty app list: `dump.pm2.bak`
@@ -194,6 +195,20 @@ fn plan_for(cfg: &Config, d: &Diagnosis, home_dir: &Path) -> Plan {
 /// Runs a whole repair. Refuses (error) rather than change anything it
 /// could not back up first.
 pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<RepairReport> {
+    run_selected(cfg, opts, io, &mut |_| true)
+}
+
+/// [`run`], applying only the steps `select` accepts; the others are
+/// reported in `held_back`. `select` sees every step of every pass that the
+/// mode does not hold back and that was not done already: a later pass may
+/// plan steps the first did not (the pid file of an orphan it stopped).
+/// A dry run plans everything and asks nothing.
+pub fn run_selected(
+    cfg: &Config,
+    opts: &RepairOptions,
+    io: &mut Io,
+    select: &mut dyn FnMut(&Step) -> bool,
+) -> anyhow::Result<RepairReport> {
     let home_dir = backup::home_dir_for(&opts.backup_base, &cfg.paths.home);
     if let (Ok(h), Ok(b)) = (
         std::fs::canonicalize(&cfg.paths.home),
@@ -234,6 +249,7 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
         return Ok(report);
     }
     report.held_back = plan.keep(max_safety(opts.mode));
+    report.held_back.extend(declined(&mut plan, select));
     if plan.steps.is_empty() {
         report.exit_code = leftover(&report.before, &report.held_back);
         report.plan = plan;
@@ -322,6 +338,15 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
             .map(|a| a.description.clone())
             .collect();
         next.steps.retain(|s| !done.contains(&s.description));
+        for s in declined(&mut next, select) {
+            if !report
+                .held_back
+                .iter()
+                .any(|h| h.description == s.description)
+            {
+                report.held_back.push(s);
+            }
+        }
         report.after = Some(after);
         let progressed = manifest
             .actions
@@ -342,6 +367,15 @@ pub fn run(cfg: &Config, opts: &RepairOptions, io: &mut Io) -> anyhow::Result<Re
     report.records = manifest.actions.clone();
     report.exit_code = outcome_code(&report);
     Ok(report)
+}
+
+/// Takes the steps `select` rejects out of `plan`.
+fn declined(plan: &mut Plan, select: &mut dyn FnMut(&Step) -> bool) -> Vec<Step> {
+    let (keep, out): (Vec<Step>, Vec<Step>) = std::mem::take(&mut plan.steps)
+        .into_iter()
+        .partition(|s| select(s));
+    plan.steps = keep;
+    out
 }
 
 fn leftover(d: &Diagnosis, held: &[Step]) -> i32 {

@@ -54,6 +54,9 @@ pub struct UndoReport {
     pub killed: Vec<(u32, String)>,
     pub refused: bool,
     pub already_undone: bool,
+    /// Paths that could not be put back (a fifo cannot be recreated); the
+    /// others were restored and the run stays undoable.
+    pub errors: Vec<String>,
 }
 
 fn matches_record(now: &Observed, rec: &FileRecord) -> bool {
@@ -144,6 +147,7 @@ pub fn undo(run_dir: &Path, force: bool) -> anyhow::Result<UndoReport> {
         killed,
         refused: false,
         already_undone: m.state == RunState::Undone,
+        errors: Vec::new(),
     };
     if report.already_undone {
         return Ok(report);
@@ -161,9 +165,17 @@ pub fn undo(run_dir: &Path, force: bool) -> anyhow::Result<UndoReport> {
         if plan.verdict == FileVerdict::Unchanged {
             continue;
         }
-        backup::restore(rec, run_dir)?;
-        plan.verdict = FileVerdict::Restore;
-        report.restored += 1;
+        match backup::restore(rec, run_dir) {
+            Ok(()) => {
+                plan.verdict = FileVerdict::Restore;
+                report.restored += 1;
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    if !report.errors.is_empty() {
+        // Not marked undone: a later undo can finish what this one could not.
+        return Ok(report);
     }
     m.state = RunState::Undone;
     m.undone_at = Some(super::journal::now());
@@ -174,8 +186,11 @@ pub fn undo(run_dir: &Path, force: bool) -> anyhow::Result<UndoReport> {
 #[derive(Debug, Serialize)]
 pub struct RunSummary {
     pub run_id: String,
-    pub started_at: String,
+    pub started_at: Option<String>,
+    /// `complete`, `aborted`, `undone`, ... or `unreadable` (see `error`).
     pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub actions_done: usize,
     pub actions: usize,
     pub files: usize,
@@ -189,7 +204,8 @@ pub fn summaries(home_dir: &Path) -> Vec<RunSummary> {
         .map(|dir| match Manifest::load(&dir) {
             Ok(m) => RunSummary {
                 run_id: m.run_id,
-                started_at: m.started_at,
+                started_at: Some(m.started_at),
+                error: None,
                 state: serde_json::to_value(m.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -209,8 +225,9 @@ pub fn summaries(home_dir: &Path) -> Vec<RunSummary> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                started_at: String::new(),
-                state: format!("unreadable: {e}"),
+                started_at: None,
+                state: "unreadable".into(),
+                error: Some(e.to_string()),
                 actions_done: 0,
                 actions: 0,
                 files: 0,
