@@ -26,3 +26,10 @@ done
 
 step "cargo test (real-PM2 tests serialise themselves)"
 cargo test --locked --all-targets
+
+# Fuzzing is opt-in: a cold build of the fuzz targets alone takes minutes.
+# PM2_DOCTOR_FUZZ_SECS=10 adds a smoke run of every target (docs/reliability.md).
+if [ -n "${PM2_DOCTOR_FUZZ_SECS:-}" ]; then
+  step "fuzz smoke: ${PM2_DOCTOR_FUZZ_SECS} s per target (fuzz/run.sh)"
+  bash fuzz/run.sh "$PM2_DOCTOR_FUZZ_SECS"
+fi

@@ -449,21 +449,15 @@ fn outside_strings(bytes: &[u8]) -> String {
 const MAX_JS_DEPTH: usize = 64;
 
 /// Deepest bracket nesting, ignoring brackets inside strings.
+///
+/// Every bracket counts, inside strings and comments too: telling those
+/// apart needs a real JS tokenizer, and a quote in a `//` comment once hid
+/// 100k brackets from a smarter count. Over-counting only makes pm2-doctor
+/// skip the JSON5 attempt (and call the text garbage), which is safe.
 fn max_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    let (mut depth, mut max) = (0usize, 0usize);
     for &b in bytes {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == q {
-                quote = None;
-            }
-            continue;
-        }
         match b {
-            b'"' | b'\'' => quote = Some(b),
             b'[' | b'{' | b'(' => {
                 depth += 1;
                 max = max.max(depth);

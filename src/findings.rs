@@ -220,9 +220,41 @@ impl Fix {
     pub fn new(action: &'static str, safety: Safety, description: impl Into<String>) -> Self {
         Fix {
             action,
-            description: description.into(),
+            description: printable(&description.into()),
             safety,
         }
+    }
+}
+
+/// Text from a broken home (pid files, dump names, command lines, log
+/// lines) ends up on an operator's terminal: control characters are shown
+/// as escapes, so a planted `ESC]0;…` cannot retitle or clear the screen.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<String>()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn printable_value(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(printable(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(printable_value).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, printable_value(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -244,14 +276,14 @@ impl Finding {
         Finding {
             check,
             severity: check.severity(),
-            summary: summary.into(),
+            summary: printable(&summary.into()),
             evidence: Evidence::new(),
             fix,
         }
     }
 
     pub fn with(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
-        self.evidence.insert(key, value.into());
+        self.evidence.insert(key, printable_value(value.into()));
         self
     }
 
@@ -307,6 +339,21 @@ mod tests {
             }
             assert_eq!(s.parse::<CheckId>(), Ok(*id));
         }
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let f = Finding::new(
+            CheckId::DaemonPidStale,
+            "pm2.pid holds '\u{1b}]0;pwned\u{7}\u{1b}[2J'",
+            Fix::new("x", Safety::Safe, "move \u{1b}[2J"),
+        )
+        .with("text", "a\u{1b}b")
+        .with("quotes", serde_json::json!([{"text": "\u{9b}31m"}]));
+        let all = serde_json::to_string(&f).unwrap();
+        assert!(!f.summary.contains('\u{1b}') && !f.fix.description.contains('\u{1b}'));
+        assert!(!all.contains("\\u001b") && !all.contains('\u{9b}'), "{all}");
+        assert!(f.summary.contains("\\u{1b}]0;pwned"), "{}", f.summary);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Largest single AMP argument we accept. `getMonitorData` carries each app's
+/// Largest AMP frame (all its arguments together) we accept. `getMonitorData` carries each app's
 /// whole environment twice (~10 KB an app), so 16 MiB covers >1,000 apps.
 pub const MAX_ARG_BYTES: usize = 16 * 1024 * 1024;
 /// Replies with the wrong id we tolerate before calling the peer broken.
@@ -139,7 +139,7 @@ pub type Frame = (Vec<Vec<u8>>, usize);
 pub enum FrameError {
     #[error("frame version {0} is not AMP version 1")]
     BadVersion(u8),
-    #[error("frame argument of {0} bytes exceeds the {MAX_ARG_BYTES}-byte cap")]
+    #[error("frame of {0} bytes or more exceeds the {MAX_ARG_BYTES}-byte cap")]
     TooLarge(u64),
 }
 
@@ -153,23 +153,32 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<Frame>, FrameError> {
         return Err(FrameError::BadVersion(meta >> 4));
     }
     let argc = usize::from(meta & 0x0f);
+    // First the lengths only: nothing is copied until the whole frame is
+    // there (copying on every partial read made a slow peer quadratic),
+    // and the frame as a whole is capped, not just each argument.
     let mut pos = 1;
-    let mut args = Vec::with_capacity(argc);
+    let mut spans = Vec::with_capacity(argc);
+    let mut total: u64 = 0;
     for _ in 0..argc {
         let Some(len_bytes) = buf.get(pos..pos + 4) else {
             return Ok(None);
         };
         let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
-        if len as usize > MAX_ARG_BYTES {
-            return Err(FrameError::TooLarge(u64::from(len)));
+        total += u64::from(len);
+        if total > MAX_ARG_BYTES as u64 {
+            return Err(FrameError::TooLarge(total));
         }
         pos += 4;
-        let Some(arg) = buf.get(pos..pos + len as usize) else {
-            return Ok(None);
-        };
-        args.push(arg.to_vec());
+        spans.push((pos, len as usize));
         pos += len as usize;
     }
+    if buf.len() < pos {
+        return Ok(None);
+    }
+    let args = spans
+        .into_iter()
+        .map(|(at, len)| buf[at..at + len].to_vec())
+        .collect();
     Ok(Some((args, pos)))
 }
 

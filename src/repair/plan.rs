@@ -182,7 +182,7 @@ pub fn plan(d: &Diagnosis, dump_source: Option<&Path>, socket_owner: Option<u32>
             plan.steps.push(Step {
                 check: f.check,
                 safety,
-                description: action.describe(),
+                description: crate::findings::printable(&action.describe()),
                 action,
             });
         }

@@ -13,6 +13,10 @@ use crate::probe::ProbeOutcome;
 
 /// One line on the daemon's state, shared by the human and report outputs.
 pub fn daemon_line(d: &Diagnosis) -> String {
+    crate::findings::printable(&daemon_line_raw(d))
+}
+
+fn daemon_line_raw(d: &Diagnosis) -> String {
     let pids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     let running = if d.daemon_pids.is_empty() {
         "no daemon of this home is running".to_string()
