@@ -563,6 +563,8 @@ pub struct LogSnapshot {
     pub app_errors: std::collections::BTreeMap<String, Result<Tail, String>>,
     /// Every log file found, with its size (metadata only).
     pub sizes: Vec<(PathBuf, u64)>,
+    /// `logs/` is a symlink out of the home (to this target): not listed.
+    pub logs_dir_outside: Option<PathBuf>,
 }
 
 /// Most log files listed for the size check (hostile homes).
@@ -633,14 +635,24 @@ pub fn snapshot(paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) ->
         }
     };
     push(paths.log_file.clone(), &mut snap);
-    if let Ok(rd) = std::fs::read_dir(&paths.logs_dir) {
+    let logs_dir_entry = crate::home::inspect(
+        &paths.logs_dir,
+        crate::home::root_for(&paths.logs_dir, home),
+    );
+    if let crate::home::Entry::SymlinkOutside { target } = logs_dir_entry {
+        snap.logs_dir_outside = Some(target);
+    } else if let Ok(rd) = std::fs::read_dir(&paths.logs_dir) {
         for e in rd.flatten().take(MAX_LOG_FILES) {
             push(e.path(), &mut snap);
         }
     }
+    let outside = snap.logs_dir_outside.is_some();
     for a in apps {
         for p in [&a.err_log, &a.out_log].into_iter().flatten() {
-            push(p.clone(), &mut snap);
+            // Not through a logs folder that links out of the home.
+            if !(outside && p.starts_with(&paths.logs_dir)) {
+                push(p.clone(), &mut snap);
+            }
         }
     }
     snap

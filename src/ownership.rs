@@ -101,6 +101,16 @@ impl Membership {
                 None => m.unproven_daemons.push(p.pid),
             }
         }
+        // A daemon forking an app: until the child execs, it carries the
+        // daemon's title and environment. A "daemon" whose parent is a
+        // daemon of this home is that child, not a second daemon.
+        let found: HashSet<u32> = m.daemons.iter().copied().collect();
+        m.daemons.retain(|pid| {
+            !procs
+                .get(*pid)
+                .and_then(|p| p.ppid)
+                .is_some_and(|pp| found.contains(&pp))
+        });
         m.daemons
             .sort_by_key(|pid| procs.get(*pid).map(|p| (p.start_time, p.pid)));
         let daemons: HashSet<u32> = m.daemons.iter().copied().collect();

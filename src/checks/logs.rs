@@ -11,6 +11,16 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
 }
 
 fn oversized(ctx: &Context, sink: &mut Sink) {
+    if let Some(target) = &ctx.logs.logs_dir_outside {
+        sink.push(super::daemon::symlink_finding(
+            &ctx.home.paths.logs_dir,
+            target,
+        ));
+        sink.unknown(
+            CheckId::LogOversized,
+            "the logs folder is a symlink out of the home and was not listed",
+        );
+    }
     let limit = ctx.log_limit;
     for (path, size) in ctx.logs.sizes.iter().filter(|(_, s)| *s > limit) {
         sink.push(

@@ -1,9 +1,17 @@
-//! One repair per home at a time: an exclusive lock file next to the runs.
+//! One repair (or undo) per home at a time.
+//!
+//! The lock is an OS file lock (`flock` on Unix, `LockFileEx` on Windows)
+//! on a file next to the runs, not the file's existence: the kernel drops it
+//! when its holder dies, however it dies, so there is no stale lock to take
+//! over and no window in which two processes both think they took it over.
+//! The file itself is never deleted (deleting a locked file lets a second
+//! process lock a new file of the same name); it only carries who holds it,
+//! for the message a second repair prints.
 
-use crate::process::{ProcState, ProcessControl};
+use crate::process::ProcessControl;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -17,22 +25,33 @@ struct Holder {
 pub enum LockError {
     #[error("a repair of this home is already in progress (pid {pid}, run {run_id}); wait for it to finish")]
     Busy { pid: u32, run_id: String },
-    #[error("cannot create the lock {path}: {source}")]
+    #[error("a repair of this home is already in progress; wait for it to finish")]
+    BusyUnknown,
+    #[error("cannot create the lock {path}: {source}; nothing was changed")]
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Held while a repair runs; removed on drop (also when unwinding).
+/// Held while a repair runs; released on drop (and by the OS on death).
 #[derive(Debug)]
 pub struct RepairLock {
-    path: PathBuf,
-    /// A lock left by a repair that died, taken over.
+    file: fs::File,
+    /// A repair that died while holding the lock, named for the report.
     pub took_over: Option<String>,
 }
 
 impl Drop for RepairLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Emptied so the next holder does not report us as having died.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
+}
+
+fn read_holder(f: &mut fs::File) -> Option<Holder> {
+    let mut text = String::new();
+    f.seek(io::SeekFrom::Start(0)).ok()?;
+    f.take(4096).read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 pub fn acquire(
@@ -41,60 +60,47 @@ pub fn acquire(
     ctl: &mut dyn ProcessControl,
 ) -> Result<RepairLock, LockError> {
     let path = dir.join("repair.lock");
-    let me = std::process::id();
-    let my_start = ctl.inspect(me).map(|p| p.start_time).unwrap_or(0);
     let io_err = |source| LockError::Io {
         path: path.clone(),
         source,
     };
-    let mut took_over = None;
-    for _ in 0..2 {
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                let h = Holder {
-                    pid: me,
-                    start_time: my_start,
-                    run_id: run_id.to_string(),
-                };
-                let body = serde_json::to_vec(&h).map_err(|e| io_err(io::Error::other(e)))?;
-                f.write_all(&body)
-                    .and_then(|_| f.sync_all())
-                    .map_err(io_err)?;
-                return Ok(RepairLock { path, took_over });
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let held = fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Holder>(&b).ok());
-                if let Some(h) = &held {
-                    let alive = ctl.inspect(h.pid).is_some_and(|p| {
-                        p.state == ProcState::Alive && p.start_time == h.start_time
-                    });
-                    if alive {
-                        return Err(LockError::Busy {
-                            pid: h.pid,
-                            run_id: h.run_id.clone(),
-                        });
-                    }
-                }
-                // The holder died (or the file is garbage): take it over.
-                took_over = Some(match held {
-                    Some(h) => format!(
-                        "run {} (pid {}) died without releasing the lock",
-                        h.run_id, h.pid
-                    ),
-                    None => "an unreadable lock file was replaced".to_string(),
-                });
-                fs::remove_file(&path).map_err(io_err)?;
-            }
-            Err(e) => return Err(io_err(e)),
+    super::backup::create_private_dir(dir).map_err(io_err)?;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(match read_holder(&mut file) {
+                Some(h) => LockError::Busy {
+                    pid: h.pid,
+                    run_id: h.run_id,
+                },
+                None => LockError::BusyUnknown,
+            })
         }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    Err(io_err(io::Error::other("the lock kept reappearing")))
+    // We hold it. Whatever the file still says is a holder that died.
+    let took_over = read_holder(&mut file)
+        .map(|h| format!("run {} (pid {}) died without finishing", h.run_id, h.pid));
+    let me = std::process::id();
+    let holder = Holder {
+        pid: me,
+        start_time: ctl.inspect(me).map(|p| p.start_time).unwrap_or(0),
+        run_id: run_id.to_string(),
+    };
+    let body = serde_json::to_vec(&holder).map_err(|e| io_err(io::Error::other(e)))?;
+    file.set_len(0)
+        .and_then(|_| file.seek(io::SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(&body))
+        .and_then(|_| file.sync_all())
+        .map_err(io_err)?;
+    Ok(RepairLock { file, took_over })
 }
 
 #[cfg(test)]
@@ -102,35 +108,24 @@ mod tests {
     use super::*;
     use crate::repair::kill::fake::FakeControl;
 
-    fn me(start: u64) -> crate::process::ProcInfo {
-        crate::process::ProcInfo {
-            pid: std::process::id(),
-            ppid: None,
-            start_time: start,
-            state: ProcState::Alive,
-            sid: None,
-            uid: None,
-            name: "pm2-doctor".into(),
-            cmd: vec![],
-            env: None,
-            listen_ports: vec![],
-        }
-    }
-
     #[test]
-    fn second_repair_is_refused_and_a_dead_holder_is_replaced() {
+    fn second_holder_is_refused_and_a_dead_holder_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let mut ctl = FakeControl::default();
-        ctl.procs.insert(std::process::id(), me(5));
         let first = acquire(dir.path(), "run-a", &mut ctl).unwrap();
+        assert!(first.took_over.is_none());
         let err = acquire(dir.path(), "run-b", &mut ctl).unwrap_err();
-        assert!(err.to_string().contains("already in progress"), "{err}");
-        // The holder "dies": same pid, different start time (pid reused).
+        assert!(err.to_string().contains("run-a"), "{err}");
+        // A holder that dies leaves its name in the file, not the lock.
+        let path = dir.path().join("repair.lock");
+        let file = first.file.try_clone().unwrap();
         std::mem::forget(first);
-        ctl.procs.insert(std::process::id(), me(6));
+        file.unlock().unwrap();
         let second = acquire(dir.path(), "run-c", &mut ctl).unwrap();
         assert!(second.took_over.as_deref().unwrap_or("").contains("run-a"));
         drop(second);
-        assert!(!dir.path().join("repair.lock").exists());
+        assert!(path.exists(), "the lock file is never deleted");
+        let third = acquire(dir.path(), "run-d", &mut ctl).unwrap();
+        assert!(third.took_over.is_none(), "a clean release names nobody");
     }
 }

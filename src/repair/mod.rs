@@ -224,6 +224,14 @@ pub fn run_selected(
             return Err(RepairError::BackupInsideHome(opts.backup_base.clone()).into());
         }
     }
+    // The lock comes before the diagnosis a repair acts on: a second
+    // repair that ran meanwhile would have made that diagnosis stale.
+    let run_id = new_run_id();
+    let lock = if opts.mode == Mode::DryRun {
+        None
+    } else {
+        Some(lock::acquire(&home_dir, &run_id, io.control)?)
+    };
     let before = diagnose::run(cfg)?;
     let mut plan = plan_for(cfg, &before, &home_dir);
     let mut report = RepairReport {
@@ -255,16 +263,41 @@ pub fn run_selected(
         report.plan = plan;
         return Ok(report);
     }
-    let run_id = new_run_id();
     let run_dir = home_dir.join("runs").join(&run_id);
-    if opts.mode == Mode::Ask && !(io.confirm)(&plan, &run_dir) {
-        report.plan = plan;
-        report.exit_code = exit::CANCELLED;
-        return Ok(report);
+    if opts.mode == Mode::Ask {
+        if !(io.confirm)(&plan, &run_dir) {
+            report.plan = plan;
+            report.exit_code = exit::CANCELLED;
+            return Ok(report);
+        }
+        // The home may have changed while the question waited (a daemon
+        // started and wrote its pid file): only steps a fresh diagnosis
+        // still plans, for the same reason (check), are applied; nothing
+        // new is added unasked.
+        let fresh = plan_for(cfg, &diagnose::run(cfg)?, &home_dir);
+        let (still, gone): (Vec<Step>, Vec<Step>) =
+            std::mem::take(&mut plan.steps).into_iter().partition(|s| {
+                fresh
+                    .steps
+                    .iter()
+                    .any(|f| f.description == s.description && f.check == s.check)
+            });
+        for s in gone {
+            report.notes.push(format!(
+                "not applied, no longer needed after the confirmation: {}",
+                s.description
+            ));
+        }
+        plan.steps = still;
+        if plan.steps.is_empty() {
+            report.exit_code = leftover(&report.before, &report.held_back);
+            report.plan = plan;
+            return Ok(report);
+        }
     }
     backup::create_private_dir(&run_dir)
         .map_err(|e| RepairError::Backup(format!("cannot create {}: {e}", run_dir.display())))?;
-    let lock = lock::acquire(&home_dir, &run_id, io.control)?;
+    let lock = lock.ok_or_else(|| anyhow::anyhow!("internal: no lock outside a dry run"))?;
     if let Some(note) = &lock.took_over {
         report.notes.push(format!("took over a stale lock: {note}"));
     }
@@ -640,6 +673,9 @@ type Done = (String, Vec<(PathBuf, AfterState)>);
 fn file_action(m: &Manifest, action: &Action) -> Result<Done, Outcome> {
     match action {
         Action::Quarantine { path } => {
+            if matches!(backup::observe(path).map(|o| o.kind), Ok(FileKind::Absent)) {
+                return Err(Outcome::Skip(format!("{} is already gone", path.display())));
+            }
             unchanged(m, path).map_err(Outcome::Skip)?;
             backup::remove_path(path)
                 .map_err(|e| Outcome::Fail(format!("{}: {e}", path.display())))?;
@@ -653,6 +689,14 @@ fn file_action(m: &Manifest, action: &Action) -> Result<Done, Outcome> {
             if !std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file()) {
                 return Err(Outcome::Skip(format!(
                     "{} is not a regular file",
+                    path.display()
+                )));
+            }
+            if hard_links(path) > 1 {
+                // chmod would change the other names of the file too, which
+                // may live outside the home.
+                return Err(Outcome::Skip(format!(
+                    "{} has other hard links; chmod it yourself if they are all yours",
                     path.display()
                 )));
             }
@@ -722,6 +766,19 @@ fn file_action(m: &Manifest, action: &Action) -> Result<Done, Outcome> {
         Action::Terminate { .. } => Err(Outcome::Fail(
             "internal: termination outside a batch".into(),
         )),
+    }
+}
+
+fn hard_links(p: &Path) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).map(|m| m.nlink()).unwrap_or(1)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        1
     }
 }
 
