@@ -14,10 +14,10 @@ pub struct Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}: {err}")]
     Spawn {
         program: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{program} did not finish within {secs:.1} s and was killed")]
     Deadline { program: String, secs: f64 },
@@ -44,9 +44,9 @@ pub fn run(mut cmd: Command, deadline: Duration) -> Result<Output, RunError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| RunError::Spawn {
+        .map_err(|err| RunError::Spawn {
             program: program.clone(),
-            source,
+            err,
         })?;
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());

@@ -213,7 +213,7 @@ pub struct RepairArgs {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
-    /// The pm2 CLI to compare versions with [default: the first pm2 on PATH]
+    /// The pm2 CLI: its version is compared, and with --resurrect it is run [default: the first pm2 on PATH]
     #[arg(long, value_name = "PATH")]
     pub pm2: Option<PathBuf>,
 }

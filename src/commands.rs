@@ -248,7 +248,9 @@ fn only_loop_history_left(rep: &repair::RepairReport, o: &crate::resurrect::Outc
         .filter(|a| a.stable)
         .map(|a| a.app.rsplit_once(':').map_or(a.app.as_str(), |(n, _)| n))
         .collect();
-    rep.after.as_ref().is_some_and(|d| {
+    // Without an after-diagnosis (repair had nothing to do) the one before
+    // stands for it.
+    Some(rep.after.as_ref().unwrap_or(&rep.before)).is_some_and(|d| {
         d.verdict
             .findings
             .iter()
@@ -287,7 +289,7 @@ fn start_apps(cfg: &Config, opts: &crate::resurrect::Options) -> Started {
 fn render_started(out: &mut dyn Write, s: &Started) -> std::io::Result<()> {
     match s {
         Ok(o) => report::resurrect::render(out, o),
-        Err(why) => writeln!(out, "resurrect refused, nothing was started: {why}"),
+        Err(why) => writeln!(out, "resurrect refused: {why}"),
     }
 }
 
@@ -439,7 +441,7 @@ fn backups_cmd(args: &cli::BackupsArgs) -> anyhow::Result<i32> {
     let removed = match (args.prune, args.keep) {
         (true, Some(keep)) => {
             let mut ctl = repair::system_control()?;
-            let _lock = match repair::lock::acquire(&dir, "prune", &mut ctl) {
+            let _lock = match repair::lock::acquire(&dir, "backups --prune", &mut ctl) {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = writeln!(anstream::stderr(), "pm2-doctor: {e}");
@@ -485,6 +487,9 @@ fn backups_cmd(args: &cli::BackupsArgs) -> anyhow::Result<i32> {
                     r.files,
                     r.bytes
                 )?;
+                if let Some(e) = &r.error {
+                    writeln!(out, "    {e}")?;
+                }
             }
         }
     }

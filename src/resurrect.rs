@@ -71,8 +71,14 @@ fn valid_dump(p: &Path) -> Option<(usize, Option<std::time::SystemTime>)> {
 /// kept in pm2-doctor's backups of this home.
 pub fn candidates(cfg: &Config, backup_home: Option<&Path>) -> Vec<Candidate> {
     let mut out: Vec<(std::time::SystemTime, Candidate)> = Vec::new();
-    let push = |p: &Path, label: String, out: &mut Vec<(std::time::SystemTime, Candidate)>| {
-        if let Some((apps, mtime)) = valid_dump(p) {
+    // `recorded` is the original file's time for a copy kept in a backup
+    // (the copy's own mtime is when the backup was taken).
+    let push = |p: &Path,
+                label: String,
+                recorded: Option<std::time::SystemTime>,
+                out: &mut Vec<(std::time::SystemTime, Candidate)>| {
+        if let Some((apps, own)) = valid_dump(p) {
+            let mtime = recorded.or(own);
             let t = mtime.unwrap_or(std::time::UNIX_EPOCH);
             out.push((
                 t,
@@ -85,8 +91,13 @@ pub fn candidates(cfg: &Config, backup_home: Option<&Path>) -> Vec<Candidate> {
             ));
         }
     };
-    push(&cfg.paths.dump, "dump.pm2".into(), &mut out);
-    push(&cfg.paths.dump_backup, "dump.pm2.bak".into(), &mut out);
+    push(&cfg.paths.dump, "dump.pm2".into(), None, &mut out);
+    push(
+        &cfg.paths.dump_backup,
+        "dump.pm2.bak".into(),
+        None,
+        &mut out,
+    );
     if let Some(dir) = backup_home {
         for run in crate::repair::undo::list_runs(dir) {
             let Ok(m) = crate::repair::journal::Manifest::load(&run) else {
@@ -98,10 +109,18 @@ pub fn candidates(cfg: &Config, backup_home: Option<&Path>) -> Vec<Candidate> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned());
                 if let (Some(rel), Some(name)) = (&f.backup, name) {
-                    if name.starts_with("dump.pm2") {
+                    let is_dump =
+                        f.original == cfg.paths.dump || f.original == cfg.paths.dump_backup;
+                    if is_dump {
+                        let recorded = f
+                            .mtime
+                            .as_deref()
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                            .map(std::time::SystemTime::from);
                         push(
                             &run.join(rel),
                             format!("backup:{} ({name})", m.run_id),
+                            recorded,
                             &mut out,
                         );
                     }
@@ -433,24 +452,29 @@ pub fn run(cfg: &Config, opts: &Options, source: Source, why: String) -> anyhow:
         exit_code: 0,
     };
     let t = opts.call_timeout;
+    // This resurrect's own folder: the copy PM2 reads, and the dumps kept
+    // before a `pm2 save`.
+    let base = opts
+        .backup_base
+        .clone()
+        .or_else(|| crate::repair::backup::default_base(None))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = crate::repair::backup::home_dir_for(&base, &cfg.paths.home)
+        .join("resurrect")
+        .join(started.format("%Y%m%dT%H%M%S%3fZ").to_string());
+    // Staged before anything runs: a failure here has started nothing.
+    if let Source::Dump { path, .. } = &source {
+        out.dump_copy = Some(stage_copy(path, &dir, opts.rearm_guard)?);
+    }
     // Start (or reach) the daemon with the normal environment first.
     out.calls.push(pm2_call(&pm2, cfg, &["ping"], &[], t));
-    match &source {
-        Source::Ecosystem { path } => {
+    match (&source, &out.dump_copy) {
+        (Source::Ecosystem { path }, _) => {
             let p = path.display().to_string();
             out.calls.push(pm2_call(&pm2, cfg, &["start", &p], &[], t));
         }
-        Source::Dump { path, .. } => {
-            let base = opts
-                .backup_base
-                .clone()
-                .or_else(|| crate::repair::backup::default_base(None))
-                .unwrap_or_else(std::env::temp_dir);
-            let dir = crate::repair::backup::home_dir_for(&base, &cfg.paths.home)
-                .join("resurrect")
-                .join(started.format("%Y%m%dT%H%M%SZ").to_string());
-            let copy = stage_copy(path, &dir, opts.rearm_guard)?;
-            out.dump_copy = Some(copy.clone());
+        (Source::Dump { .. }, Some(copy)) => {
+            let copy = copy.clone();
             out.calls.push(pm2_call(
                 &pm2,
                 cfg,
@@ -459,6 +483,7 @@ pub fn run(cfg: &Config, opts: &Options, source: Source, why: String) -> anyhow:
                 t,
             ));
         }
+        (Source::Dump { .. }, None) => {}
     }
     if out.calls.iter().any(|c| c.timed_out) {
         out.notes
@@ -514,23 +539,29 @@ pub fn run(cfg: &Config, opts: &Options, source: Source, why: String) -> anyhow:
     if !all_stable {
         out.exit_code = 4;
     } else if opts.save {
-        // Keep the current dump in the run folder before pm2 overwrites it.
-        if let Some(copy) = &out.dump_copy {
-            if let Some(dir) = copy.parent() {
-                for p in [&cfg.paths.dump, &cfg.paths.dump_backup] {
-                    if p.is_file() {
-                        let name = p
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let _ = std::fs::copy(p, dir.join(format!("before-save-{name}")));
-                    }
+        // Keep the current dumps before pm2 overwrites them; no copy, no save.
+        let kept = crate::repair::backup::create_private_dir(&dir).and_then(|_| {
+            for p in [&cfg.paths.dump, &cfg.paths.dump_backup] {
+                if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    std::fs::copy(p, dir.join(format!("before-save-{name}")))?;
                 }
             }
+            Ok(())
+        });
+        match kept {
+            Ok(()) => {
+                let c = pm2_call(&pm2, cfg, &["save"], &[], t);
+                out.saved = c.status == Some(0);
+                out.calls.push(c);
+            }
+            Err(e) => out.notes.push(format!(
+                "pm2 save not run: the current dump could not be kept first ({e})"
+            )),
         }
-        let c = pm2_call(&pm2, cfg, &["save"], &[], t);
-        out.saved = c.status == Some(0);
-        out.calls.push(c);
     }
     if d.count(Severity::Error) > 0 {
         out.notes.push(

@@ -291,13 +291,15 @@ pub fn restore(rec: &FileRecord, run_dir: &Path) -> io::Result<()> {
             let opts = fs_extra::dir::CopyOptions::new().copy_inside(true);
             fs_extra::dir::copy(&src, &rec.original, &opts)
                 .map(drop)
-                .map_err(|e| io::Error::other(format!("{}: {e}", rec.original.display())))
+                .map_err(|e| io::Error::other(format!("{}: {e}", rec.original.display())))?;
+            chown_like(&rec.original, rec.uid, rec.gid).map_err(ctx)
         }
         FileKind::Symlink => {
             #[cfg(unix)]
             {
                 let target = rec.link_target.as_deref().unwrap_or(Path::new(""));
-                std::os::unix::fs::symlink(target, &rec.original).map_err(ctx)
+                std::os::unix::fs::symlink(target, &rec.original).map_err(ctx)?;
+                chown_like(&rec.original, rec.uid, rec.gid).map_err(ctx)
             }
             #[cfg(not(unix))]
             {

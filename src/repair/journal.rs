@@ -135,20 +135,14 @@ pub struct Manifest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a pm2-doctor manifest: {source}")]
+    #[error("cannot write {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("cannot read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{path} is not a pm2-doctor manifest: {err}")]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
     #[error("{path} has schema version {found}, this pm2-doctor reads {SCHEMA_VERSION}")]
     Version { path: PathBuf, found: u32 },
@@ -205,23 +199,22 @@ impl Manifest {
         let path = run_dir.join(MANIFEST);
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| JournalError::Write {
             path: path.clone(),
-            source: std::io::Error::other(e),
+            err: std::io::Error::other(e),
         })?;
-        write_atomic(&path, &bytes, Some(0o600))
-            .map_err(|source| JournalError::Write { path, source })
+        write_atomic(&path, &bytes, Some(0o600)).map_err(|err| JournalError::Write { path, err })
     }
 
     pub fn load(run_dir: &Path) -> Result<Manifest, JournalError> {
         let path = run_dir.join(MANIFEST);
-        let (bytes, _) = crate::home::read_capped(&path, 64 * 1024 * 1024).map_err(|source| {
+        let (bytes, _) = crate::home::read_capped(&path, 64 * 1024 * 1024).map_err(|err| {
             JournalError::Read {
                 path: path.clone(),
-                source,
+                err,
             }
         })?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| JournalError::Parse {
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|err| JournalError::Parse {
             path: path.clone(),
-            source,
+            err,
         })?;
         if m.schema_version != SCHEMA_VERSION {
             return Err(JournalError::Version {

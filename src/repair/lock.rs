@@ -23,12 +23,12 @@ struct Holder {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("a repair of this home is already in progress (pid {pid}, run {run_id}); wait for it to finish")]
+    #[error("a repair or undo of this home is already in progress (pid {pid}, {run_id}); wait for it to finish")]
     Busy { pid: u32, run_id: String },
-    #[error("a repair of this home is already in progress; wait for it to finish")]
+    #[error("a repair or undo of this home is already in progress; wait for it to finish")]
     BusyUnknown,
-    #[error("cannot create the lock {path}: {source}; nothing was changed")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot create the lock {path}: {err}; nothing was changed")]
+    Io { path: PathBuf, err: io::Error },
 }
 
 /// Held while a repair runs; released on drop (and by the OS on death).
@@ -60,9 +60,9 @@ pub fn acquire(
     ctl: &mut dyn ProcessControl,
 ) -> Result<RepairLock, LockError> {
     let path = dir.join("repair.lock");
-    let io_err = |source| LockError::Io {
+    let io_err = |err| LockError::Io {
         path: path.clone(),
-        source,
+        err,
     };
     super::backup::create_private_dir(dir).map_err(io_err)?;
     let mut file = fs::OpenOptions::new()
@@ -87,7 +87,7 @@ pub fn acquire(
     }
     // We hold it. Whatever the file still says is a holder that died.
     let took_over = read_holder(&mut file)
-        .map(|h| format!("run {} (pid {}) died without finishing", h.run_id, h.pid));
+        .map(|h| format!("{} (pid {}) died without finishing", h.run_id, h.pid));
     let me = std::process::id();
     let holder = Holder {
         pid: me,

@@ -109,49 +109,13 @@ fn new_run_id() -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &salt[..6])
 }
 
-/// The newest dump that parses as a valid, non-empty app list: `dump.pm2.bak`
-/// or a copy kept in an earlier run of this home.
+/// The newest dump that parses as a valid, non-empty app list other than
+/// dump.pm2 itself: `dump.pm2.bak` or a copy kept in an earlier run.
 pub fn find_dump_source(cfg: &Config, home_dir: &Path) -> Option<PathBuf> {
-    let valid = |p: &Path| -> Option<std::time::SystemTime> {
-        let entry = crate::home::inspect(p, p.parent()?);
-        let crate::home::Entry::File(meta) = &entry else {
-            return None;
-        };
-        match crate::dump::parse_entry_file(p, &entry) {
-            DumpParse::Apps { entries, .. }
-                if !entries.is_empty() && entries.iter().all(|e| entry_problems(e).is_empty()) =>
-            {
-                Some(meta.mtime.unwrap_or(std::time::UNIX_EPOCH))
-            }
-            _ => None,
-        }
-    };
-    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-    if let Some(t) = valid(&cfg.paths.dump_backup) {
-        candidates.push((t, cfg.paths.dump_backup.clone()));
-    }
-    for run in undo::list_runs(home_dir) {
-        let Ok(m) = Manifest::load(&run) else {
-            continue;
-        };
-        for f in &m.files {
-            let is_dump = f.original == cfg.paths.dump || f.original == cfg.paths.dump_backup;
-            if let (true, Some(rel)) = (is_dump, &f.backup) {
-                let p = run.join(rel);
-                if valid(&p).is_some() {
-                    let t = f
-                        .mtime
-                        .as_deref()
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                        .map(std::time::SystemTime::from)
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    candidates.push((t, p));
-                }
-            }
-        }
-    }
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    candidates.into_iter().next().map(|(_, p)| p)
+    crate::resurrect::candidates(cfg, Some(home_dir))
+        .into_iter()
+        .find(|c| c.path != cfg.paths.dump)
+        .map(|c| c.path)
 }
 
 /// Pids never to signal: init, us, and our ancestors.
@@ -230,7 +194,11 @@ pub fn run_selected(
     let lock = if opts.mode == Mode::DryRun {
         None
     } else {
-        Some(lock::acquire(&home_dir, &run_id, io.control)?)
+        Some(lock::acquire(
+            &home_dir,
+            &format!("run {run_id}"),
+            io.control,
+        )?)
     };
     let before = diagnose::run(cfg)?;
     let mut plan = plan_for(cfg, &before, &home_dir);
@@ -246,6 +214,9 @@ pub fn run_selected(
         notes: Vec::new(),
         exit_code: exit::NOTHING_TO_DO,
     };
+    if let Some(note) = lock.as_ref().and_then(|l| l.took_over.as_ref()) {
+        report.notes.push(format!("took over a stale lock: {note}"));
+    }
     if opts.mode == Mode::DryRun {
         let pending = !plan.steps.is_empty() || report.before.count(Severity::Error) > 0;
         report.exit_code = if pending {
@@ -298,9 +269,7 @@ pub fn run_selected(
     backup::create_private_dir(&run_dir)
         .map_err(|e| RepairError::Backup(format!("cannot create {}: {e}", run_dir.display())))?;
     let lock = lock.ok_or_else(|| anyhow::anyhow!("internal: no lock outside a dry run"))?;
-    if let Some(note) = &lock.took_over {
-        report.notes.push(format!("took over a stale lock: {note}"));
-    }
+
     let mut manifest = Manifest {
         schema_version: journal::SCHEMA_VERSION,
         run_id: run_id.clone(),
@@ -354,7 +323,14 @@ pub fn run_selected(
         // Killing a daemon may orphan its apps, and killing those leaves
         // their pid files stale: passes go on while they make progress.
         let mut next = plan_for(cfg, &after, &home_dir);
-        for s in next.keep(max_safety(opts.mode)) {
+        // A person who confirmed a plan confirmed those steps: later passes
+        // add only safe ones unasked, disruptive ones wait for the next run.
+        let later_limit = if opts.mode == Mode::Ask {
+            Safety::Safe
+        } else {
+            max_safety(opts.mode)
+        };
+        for s in next.keep(later_limit) {
             if !report
                 .held_back
                 .iter()
@@ -363,14 +339,22 @@ pub fn run_selected(
                 report.held_back.push(s);
             }
         }
-        // Steps that ran are not repeated; skipped ones get a second chance.
-        let done: HashSet<String> = manifest
+        // Steps that ran are not repeated. Skipped ones get a second chance,
+        // except those skipped because their path changed after its backup:
+        // paths are copied once per run, so they would be skipped again.
+        let settled: HashSet<String> = manifest
             .actions
             .iter()
-            .filter(|a| a.state == ActionState::Done)
+            .filter(|a| {
+                a.state == ActionState::Done
+                    || (a.state == ActionState::Skipped
+                        && a.result
+                            .as_deref()
+                            .is_some_and(|r| r.contains("changed after")))
+            })
             .map(|a| a.description.clone())
             .collect();
-        next.steps.retain(|s| !done.contains(&s.description));
+        next.steps.retain(|s| !settled.contains(&s.description));
         for s in declined(&mut next, select) {
             if !report
                 .held_back
@@ -390,7 +374,16 @@ pub fn run_selected(
         if next.steps.is_empty() || !progressed || pass + 1 == MAX_PASSES {
             break;
         }
-        report.plan.steps.extend(next.steps.iter().cloned());
+        for s in &next.steps {
+            if !report
+                .plan
+                .steps
+                .iter()
+                .any(|p| p.description == s.description)
+            {
+                report.plan.steps.push(s.clone());
+            }
+        }
         steps = next.steps;
     }
     manifest.state = RunState::Complete;
@@ -624,8 +617,13 @@ fn apply(
                         ))
                     })
                     .collect();
-                if let Some(last) = m.actions[i..j].last_mut() {
-                    last.after = after;
+                // On a step that is done: undo and the time-of-use check
+                // only trust after-states of done steps.
+                if let Some(done) = m.actions[i..j]
+                    .iter_mut()
+                    .find(|a| a.state == ActionState::Done)
+                {
+                    done.after = after;
                 }
             }
             m.save(run_dir)?;

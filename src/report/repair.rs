@@ -113,13 +113,20 @@ pub fn render(out: &mut dyn Write, r: &RepairReport) -> io::Result<()> {
     if r.exit_code & crate::repair::exit::RESTART_RECOMMENDED != 0 {
         writeln!(
             out,
-            "processes were stopped or the dump restored: start the apps again (e.g. `pm2 resurrect` once the home is clean)"
+            "processes were stopped or the dump restored: bring the apps back with `pm2-doctor resurrect` (it checks the home first and never lets PM2 read an unvalidated dump)"
         )?;
     }
     if let Some(id) = &r.run_id {
+        // runs/<id> under <base>/<home-id>: the base is what undo needs.
+        let base = r
+            .run_dir
+            .as_deref()
+            .and_then(|d| d.parent()?.parent()?.parent())
+            .map(|b| format!(" --backup-dir {}", b.display()))
+            .unwrap_or_default();
         writeln!(
             out,
-            "undo the file changes with: pm2-doctor undo {id} --home {}  (killed processes cannot be brought back)",
+            "undo the file changes with: pm2-doctor undo {id} --home {}{base}  (killed processes cannot be brought back)",
             r.before.paths.home.display()
         )?;
     }
@@ -176,6 +183,15 @@ pub fn render_undo(out: &mut dyn Write, r: &UndoReport) -> io::Result<()> {
         )?;
     } else {
         writeln!(out, "restored {} path(s)", r.restored)?;
+    }
+    for e in &r.errors {
+        writeln!(out, "  {RED}✗{RED:#} not restored: {e}")?;
+    }
+    if !r.errors.is_empty() {
+        writeln!(
+            out,
+            "the run is not marked undone: fix the paths above (a fifo can be recreated with mkfifo) and run undo again"
+        )?;
     }
     if !r.killed.is_empty() {
         let pids: Vec<String> = r.killed.iter().map(|(p, c)| format!("{p} ({c})")).collect();
