@@ -27,9 +27,14 @@ done
 step "cargo test (real-PM2 tests serialise themselves)"
 cargo test --locked --all-targets
 
-# Fuzzing is opt-in: a cold build of the fuzz targets alone takes minutes.
-# PM2_DOCTOR_FUZZ_SECS=10 adds a smoke run of every target (docs/reliability.md).
-if [ -n "${PM2_DOCTOR_FUZZ_SECS:-}" ]; then
-  step "fuzz smoke: ${PM2_DOCTOR_FUZZ_SECS} s per target (fuzz/run.sh)"
-  bash fuzz/run.sh "$PM2_DOCTOR_FUZZ_SECS"
+# The Windows build runs under Wine (MinGW + Wine from Debian's packages,
+# installed by the script) and every fuzz target builds and runs briefly, so
+# neither harness can rot. PM2_DOCTOR_QUICK=1 skips both on a developer
+# machine; CI always runs them.
+if [ -z "${PM2_DOCTOR_QUICK:-}" ] || [ "${CI:-}" = "true" ]; then
+  step "Windows tests under Wine (scripts/windows-test.sh)"
+  bash scripts/windows-test.sh
+
+  step "fuzz smoke: ${PM2_DOCTOR_FUZZ_SECS:-10} s per target (fuzz/run.sh)"
+  bash fuzz/run.sh "${PM2_DOCTOR_FUZZ_SECS:-10}"
 fi
