@@ -2,14 +2,22 @@
 """Builds the files of a big PM2 home for bench/run.sh (scenario 2).
 
     gen_home.py home --home H --apps N --sample dump.pm2.sample.json --script S
-                     [--restart-mod 7] [--dump-only]
+                     [--restart-mod 7 | --restart-base B] [--dump-only]
         dump.pm2 with N realistic entries (~10 KB each, pretty-printed the way
         PM2 writes it; app i has restart_time i % 7, so 6 apps in 7 have
-        restarted at least once), pids/<name>-<id>.pid naming pids that are
-        not running, and logs/<name>-out.log + logs/<name>-error.log, empty.
+        restarted at least once; with --restart-base B it is B + i, so every
+        app is crash-looping when B >= 50), pids/<name>-<id>.pid naming pids
+        that are not running, and logs/<name>-out.log + logs/<name>-error.log,
+        empty.
     gen_home.py logs --home H --total BYTES --mode sparse|real
         Sizes every file in H/logs so they add up to BYTES: `sparse` only
         moves the end of file (like `truncate -s`), `real` writes log lines.
+    gen_home.py errlogs --home H --bytes N --mode distinct|hardlink
+        Fills every logs/*-error.log of H with N bytes of real data: Node's
+        EADDRINUSE crash (message, 10 stack frames, error object) repeated,
+        each copy with its own timestamp. `distinct` writes every file (each
+        names its own app's PORT); `hardlink` writes the first one and
+        hard-links the others to it (one copy of the data on disk).
     gen_home.py ecosystem --out F --script S --apps N
         An ecosystem file of N http apps on distinct free 127.0.0.1 ports.
 
@@ -88,7 +96,7 @@ SHELL_ENV = {
 }
 
 
-def entry_for(template, i, home, script, restart_mod):
+def entry_for(template, i, home, script, restart_mod, restart_base=None):
     e = copy.deepcopy(template)
     name = f"svc-{i:04d}"
     uid = str(uuid.UUID(int=random.getrandbits(128), version=4))
@@ -106,7 +114,7 @@ def entry_for(template, i, home, script, restart_mod):
         unique_id=uid,
         status="online",
         exec_mode="fork_mode",
-        restart_time=i % restart_mod,
+        restart_time=i % restart_mod if restart_base is None else restart_base + i,
         unstable_restarts=0,
         NODE_APP_INSTANCE=0,
     )
@@ -151,7 +159,8 @@ def cmd_home(a):
     template = json.load(open(a.sample))[0]
     entries, names = [], []
     for i in range(a.apps):
-        name, e = entry_for(template, i, home, os.path.abspath(a.script), a.restart_mod)
+        name, e = entry_for(template, i, home, os.path.abspath(a.script), a.restart_mod,
+                            a.restart_base)
         entries.append(e)
         names.append(name)
     # PM2 writes its dump with JSON.stringify(list, '', 2).
@@ -194,6 +203,63 @@ def cmd_logs(a):
                     left -= len(chunk)
 
 
+CRASH = """\
+{stamp}: Error: listen EADDRINUSE: address already in use :::{port}
+    at Server.setupListenHandle [as _listen2] (node:net:1872:16)
+    at listenInCluster (node:net:1920:12)
+    at Server.listen (node:net:2008:7)
+    at Object.<anonymous> (/srv/app/server.js:42:8)
+    at Module._compile (node:internal/modules/cjs/loader:1358:14)
+    at Module._extensions..js (node:internal/modules/cjs/loader:1416:10)
+    at Module.load (node:internal/modules/cjs/loader:1208:32)
+    at Module._load (node:internal/modules/cjs/loader:1024:12)
+    at Object.<anonymous> (/usr/lib/node_modules/pm2/lib/ProcessContainerFork.js:33:23)
+    at Module._compile (node:internal/modules/cjs/loader:1358:14) {{
+  code: 'EADDRINUSE',
+  errno: -98,
+  syscall: 'listen',
+  address: '::',
+  port: {port}
+}}
+"""
+
+
+def crash_log(port, size):
+    """size bytes of repeated EADDRINUSE crashes naming port, each with its
+    own timestamp; cut at a crash boundary, padded with whole crashes."""
+    out, n, total = [], 0, 0
+    while total < size:
+        s, ms = divmod(n, 1000)
+        m, s = divmod(s, 60)
+        h, m = divmod(m, 60)
+        rec = CRASH.format(stamp=f"2026-11-{1 + h // 24 % 28:02d}T{h % 24:02d}:{m:02d}:{s:02d}.{ms:03d}",
+                           port=port).encode()
+        out.append(rec)
+        total += len(rec)
+        n += 1
+    return b"".join(out)[:size]
+
+
+def cmd_errlogs(a):
+    home = os.path.abspath(a.home)
+    dump = json.load(open(os.path.join(home, "dump.pm2")))
+    # Built once with a 5-character port placeholder, then specialised per
+    # app (the bench's ports are all 5 digits, so every file has the same
+    # size and the crash boundaries stay put).
+    template = crash_log("PPPPP", a.bytes)
+    first = None
+    for e in dump:
+        path = e["pm_err_log_path"]
+        if first is not None and a.mode == "hardlink":
+            os.unlink(path)
+            os.link(first, path)
+            continue
+        port = str(e.get("PORT", "30000")).rjust(5, "0")[:5].encode()
+        with open(path, "wb") as f:
+            f.write(template.replace(b"PPPPP", port))
+        first = path
+
+
 def cmd_ecosystem(a):
     # Hold all sockets open at once so the ports are distinct, then release.
     socks = []
@@ -225,18 +291,25 @@ def main():
     h.add_argument("--script", required=True)
     h.add_argument("--restart-mod", type=int, default=7,
                    help="app i gets restart_time = i %% N (1: no app ever restarted)")
+    h.add_argument("--restart-base", type=int, default=None,
+                   help="app i gets restart_time = B + i (overrides --restart-mod)")
     h.add_argument("--dump-only", action="store_true",
                    help="rewrite dump.pm2 only, keep pids/ and logs/")
     l = sub.add_parser("logs")
     l.add_argument("--home", required=True)
     l.add_argument("--total", type=int, required=True)
     l.add_argument("--mode", choices=("sparse", "real"), required=True)
+    r = sub.add_parser("errlogs")
+    r.add_argument("--home", required=True)
+    r.add_argument("--bytes", type=int, required=True)
+    r.add_argument("--mode", choices=("distinct", "hardlink"), required=True)
     e = sub.add_parser("ecosystem")
     e.add_argument("--out", required=True)
     e.add_argument("--script", required=True)
     e.add_argument("--apps", type=int, default=20)
     a = p.parse_args()
-    {"home": cmd_home, "logs": cmd_logs, "ecosystem": cmd_ecosystem}[a.cmd](a)
+    {"home": cmd_home, "logs": cmd_logs, "errlogs": cmd_errlogs,
+     "ecosystem": cmd_ecosystem}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@
 #   2. a big home without a daemon: 2,000 apps in dump.pm2 (~11 KB each),
 #      2,000 stale pid files, 0 B vs 1 GiB of logs (sparse, and written);
 #   3. a wedged daemon (a listener on rpc.sock that never answers):
-#      `pm2-doctor diagnose --timeout 2` vs `timeout 10 pm2 jlist`.
+#      `pm2-doctor diagnose --timeout 2` vs `timeout 10 pm2 jlist`;
+#   4. repair and undo: 50 orphans of a home that ignore SIGTERM plus a stale
+#      pm2.pid: wall of `pm2-doctor repair --yes --grace 3`, and all 50 dead;
+#   5. crash loops: 200 crash-looping apps (restart_time >= 50) whose error
+#      logs are 50 MiB of EADDRINUSE crashes each, vs the same home with empty
+#      error logs (median wall, peak RSS).
 #
 # Safety: every pm2 command runs with a private PM2_HOME and HOME under a
 # mktemp dir and under `timeout`; the EXIT trap (also taken on Ctrl-C and
@@ -15,6 +20,8 @@
 # pm2.pid, apps from pids/*.pid, apps the daemon restarted (found by their
 # exact private PM2_HOME), the listener; each pid is re-checked as ours right
 # before it is signalled. Nothing is killed by name. Only 127.0.0.1 is used.
+# Scenario 4's orphans (plain `sleep`s, no pm2 involved) carry their private
+# PM2_HOME too; the trap SIGKILLs them by pid (they ignore SIGTERM).
 # Raw hyperfine JSON goes to bench/out/ (gitignored). Knobs: see below.
 set -euo pipefail
 
@@ -33,6 +40,15 @@ RUNS=${RUNS:-3}               # timed runs per command per round
 S2_LOG_BYTES=${S2_LOG_BYTES:-1073741824}
 S3_RUNS=${S3_RUNS:-5}
 RSS_RUNS=5
+S4_ORPHANS=${S4_ORPHANS:-50}
+S4_RUNS=${S4_RUNS:-3}
+S4_GRACE=${S4_GRACE:-3}
+S5_APPS=${S5_APPS:-200}
+S5_LOG_BYTES=${S5_LOG_BYTES:-52428800}   # per error log
+S5_LOG_MODE=${S5_LOG_MODE:-auto}         # auto | distinct | hardlink
+S5_DISK_MARGIN=${S5_DISK_MARGIN:-21474836480}  # free bytes left to others
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5"}     # which scenarios to run
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 QUIET_WAIT=${QUIET_WAIT:-30}  # seconds to wait for other load to settle
 
 log() { printf '\n== %s  [%s, %ss in]\n' "$*" "$(date +%T)" "$SECONDS" >&2; }
@@ -52,12 +68,15 @@ fi
     die "npm ci in tests/pm2 failed"
 [ -x "$PM2" ] || die "no pm2 at $PM2"
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.md "$OUT"/*.env
+rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.md "$OUT"/*.env "$OUT"/*.stderr
 
 tmp=$(mktemp -d /tmp/pm2doc-bench.XXXXXX)
 H1=$tmp/live      # scenario 1: live daemon
 H2=$tmp/big       # scenario 2: big home, never a daemon
 H3=$tmp/wedged    # scenario 3: wedged listener
+H4=$tmp/repair    # scenario 4: stubborn orphans, one home per run (H4-rN)
+H5=$tmp/loops     # scenario 5: crash loops, 50 MiB error logs
+H5E=$tmp/loops-empty  # scenario 5: the same, empty error logs
 STARTED=$tmp/started.pids   # "<home> <pid>" of everything PM2 started for us
 WEDGE_PID=""
 : >"$STARTED"
@@ -152,13 +171,26 @@ kill_wedge() {
     WEDGE_PID=""
 }
 
+# SIGKILLs (each re-checked as ours) every process carrying PM2_HOME=home:
+# for scenario 4's orphans, which ignore SIGTERM by design.
+kill_stubborn() {
+    local home=$1 pid
+    for pid in $(home_pids "$home"); do
+        if is_ours "$home" "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+}
+
 cleanup() {
     local rc=$?
+    local h
     set +e
     trap - EXIT INT TERM
     kill_wedge
     kill_home "$H1"
     kill_home "$H3"   # only if pm2 spawned a daemon there
+    for h in "$H4"-r*; do
+        if [ -d "$h" ]; then kill_stubborn "$h"; fi
+    done
     rm -rf "$tmp"
     exit $rc
 }
@@ -211,6 +243,12 @@ while True:
 EOF
 }
 
+# The doctor runs with pm2 on PATH, as on a real host (it reads the CLI's
+# package.json for the version check; it never runs it).
+export PATH="$ROOT/tests/pm2/node_modules/.bin:$PATH"
+mkdir -p "$tmp/srv"   # the (never started) script of the big homes
+cp "$BENCH/app.js" "$tmp/srv/app.js"
+
 metric S1_BUSY_PCT "$(wait_quiet)"
 metric NPROC "$(nproc)"
 metric CPU "\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')\""
@@ -226,6 +264,7 @@ metric LOAD_START "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 metric TCP_EHASH "$(cat /proc/sys/net/ipv4/tcp_ehash_entries 2>/dev/null || echo unknown)"
 
 # ------------------------------------------- scenario 1: live daemon -------
+if want 1; then
 log "scenario 1: live daemon with $S1_APPS apps"
 mkdir -p "$H1"
 ports=$(python3 "$BENCH/gen_home.py" ecosystem --out "$tmp/apps.json" \
@@ -256,9 +295,6 @@ metric S1_ONLINE "$online"
 [ "$online" = "$S1_APPS" ] || die "only $online/$S1_APPS apps online"
 metric S1_JLIST_BYTES "$(wc -c <"$OUT/s1-jlist.json")"
 metric S1_PROCS "$(ls -d /proc/[0-9]* | wc -l)"
-# The doctor runs with pm2 on PATH, as on a real host (it reads the CLI's
-# package.json for the version check; it never runs it).
-export PATH="$ROOT/tests/pm2/node_modules/.bin:$PATH"
 rc=0
 "$DOCTOR" diagnose --home "$H1" --format json >"$OUT/s1-diagnose.json" || rc=$?
 metric S1_DOCTOR_RC "$rc"
@@ -279,12 +315,12 @@ record_pids "$H1"
 kill_home "$H1"
 left=$(home_pids "$H1" | wc -l)
 [ "$left" = 0 ] || die "$left scenario-1 processes survived"
+fi
 
 # --------------------------------------------- scenario 2: big home --------
+if want 2; then
 metric S2_BUSY_PCT "$(wait_quiet)"
 log "scenario 2: big home ($S2_APPS apps, $S2_APPS pid files, logs), no daemon"
-mkdir -p "$tmp/srv"
-cp "$BENCH/app.js" "$tmp/srv/app.js"
 python3 "$BENCH/gen_home.py" home --home "$H2" --apps "$S2_APPS" --sample "$SAMPLE" \
     --script "$tmp/srv/app.js" >"$OUT/s2-home.json"
 metric S2_APPS "$S2_APPS"
@@ -334,8 +370,10 @@ if [ -d "$HR" ]; then
     metric S2_NORESTART_RSS_KB "$(rss s2-doctor-norestart "$DOCTOR" diagnose --home "$HR")"
 fi
 rm -rf "$H2" "$HS" "$HR"   # the written GiB goes right away
+fi
 
 # ------------------------------------------ scenario 3: wedged daemon ------
+if want 3; then
 log "scenario 3: wedged daemon (rpc.sock accepts, never answers)"
 mkdir -p "$H3"
 python3 "$BENCH/wedge.py" "$H3/rpc.sock" "$tmp/wedge.ready" 300 &
@@ -359,6 +397,115 @@ wedge_pid=$WEDGE_PID
 kill_wedge
 kill_home "$H3"
 if grep -qF wedge.py "/proc/$wedge_pid/cmdline" 2>/dev/null; then die "listener still alive"; fi
+fi
+
+# ------------------------------- scenario 4: repair, stubborn orphans ------
+if want 4; then
+log "scenario 4: repair --yes, $S4_ORPHANS orphans that ignore SIGTERM, stale pm2.pid"
+# A pid that is certainly not running: a shell that has exited.
+dead_pid() {
+    local pid
+    pid=$(sh -c 'echo $$')
+    while [ -e "/proc/$pid" ]; do pid=$(sh -c 'echo $$'); done
+    echo "$pid"
+}
+for r in $(seq "$S4_RUNS"); do
+    home=$H4-r$r
+    mkdir -p "$home" "$tmp/s4-backup-r$r"
+    # Each orphan: PM2's app markers with this home, its own session
+    # (setsid -f forks, so its parent is init, not this script), and SIGTERM
+    # ignored (the trap is inherited through exec).
+    for i in $(seq 0 $((S4_ORPHANS - 1))); do
+        env PM2_HOME="$home" pm_id="$i" name="o$i" unique_id="u$i" \
+            setsid -f sh -c 'trap "" TERM; exec sleep 300' </dev/null >/dev/null 2>&1
+    done
+    # Wait until all of them have exec'd sleep (the trap is set by then).
+    orphans=()
+    for _ in $(seq 100); do
+        mapfile -t orphans < <(home_pids "$home")
+        n_sleep=0
+        for pid in "${orphans[@]}"; do
+            if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sleep ]; then n_sleep=$((n_sleep + 1)); fi
+        done
+        if [ "${#orphans[@]}" = "$S4_ORPHANS" ] && [ "$n_sleep" = "$S4_ORPHANS" ]; then break; fi
+        sleep 0.05
+    done
+    for pid in "${orphans[@]}"; do printf '%s %s\n' "$home" "$pid" >>"$STARTED"; done
+    [ "${#orphans[@]}" = "$S4_ORPHANS" ] || die "only ${#orphans[@]}/$S4_ORPHANS orphans started"
+    # They ignore SIGTERM: the bit is set, and a real SIGTERM leaves them up.
+    for pid in "${orphans[@]}"; do
+        ign=$(awk '/^SigIgn:/ {print $2}' "/proc/$pid/status")
+        (( (16#$ign >> 14) & 1 )) || die "orphan $pid does not ignore SIGTERM (SigIgn $ign)"
+        [ "$(awk '{print $1}' "/proc/$pid/stat" 2>/dev/null)" = "$pid" ] || die "orphan $pid gone"
+        if is_ours "$home" "$pid"; then kill -TERM "$pid"; fi
+    done
+    sleep 0.5
+    survived=0
+    for pid in "${orphans[@]}"; do if is_ours "$home" "$pid"; then survived=$((survived + 1)); fi; done
+    [ "$survived" = "$S4_ORPHANS" ] || die "only $survived/$S4_ORPHANS orphans survived SIGTERM"
+    dp=$(dead_pid)
+    echo "$dp" >"$home/pm2.pid"
+    metric "S4_R${r}_TERM_SURVIVORS" "$survived"
+    metric "S4_R${r}_STALE_PID" "$dp"
+    rc=0
+    start=$(date +%s%N)
+    "$DOCTOR" repair --yes --grace "$S4_GRACE" --timeout 1 --backup-dir "$tmp/s4-backup-r$r" \
+        --home "$home" --format json >"$OUT/s4-repair-r$r.json" 2>"$OUT/s4-repair-r$r.stderr" || rc=$?
+    end=$(date +%s%N)
+    alive=0
+    for pid in "${orphans[@]}"; do if is_ours "$home" "$pid"; then alive=$((alive + 1)); fi; done
+    metric "S4_R${r}_WALL_MS" "$(((end - start) / 1000000))"
+    metric "S4_R${r}_RC" "$rc"
+    metric "S4_R${r}_ALIVE_AFTER" "$alive"
+    metric "S4_R${r}_PIDFILE_LEFT" "$([ -e "$home/pm2.pid" ] && echo yes || echo no)"
+    kill_stubborn "$home"   # nothing, unless the repair missed some
+done
+metric S4_ORPHANS "$S4_ORPHANS"
+metric S4_RUNS "$S4_RUNS"
+metric S4_GRACE "$S4_GRACE"
+fi
+
+# ------------------------------------------ scenario 5: crash loops --------
+if want 5; then
+metric S5_BUSY_PCT "$(wait_quiet)"
+log "scenario 5: $S5_APPS crash-looping apps, $S5_LOG_BYTES-byte error logs vs empty"
+need=$((S5_APPS * S5_LOG_BYTES))
+avail=$(df --output=avail -B1 "$tmp" | tail -n 1)
+mode=$S5_LOG_MODE
+if [ "$mode" = auto ]; then
+    if [ "$avail" -ge $((need + S5_DISK_MARGIN)) ]; then mode=distinct; else mode=hardlink; fi
+fi
+if [ "$mode" = distinct ] && [ "$avail" -lt $((need + S5_DISK_MARGIN / 4)) ]; then
+    die "not enough disk for distinct error logs: $avail bytes free, $need needed"
+fi
+metric S5_APPS "$S5_APPS"
+metric S5_LOG_BYTES "$S5_LOG_BYTES"
+metric S5_LOG_MODE "$mode"
+metric S5_DISK_AVAIL "$avail"
+# Every app: restart_time 50 + i (>= 50: crash-looping), so the doctor reads
+# the error-log tails of the worst 100 (the highest restart counts).
+for h in "$H5" "$H5E"; do
+    python3 "$BENCH/gen_home.py" home --home "$h" --apps "$S5_APPS" --sample "$SAMPLE" \
+        --script "$tmp/srv/app.js" --restart-base 50 >/dev/null
+done
+python3 "$BENCH/gen_home.py" errlogs --home "$H5" --bytes "$S5_LOG_BYTES" --mode "$mode"
+sync -f "$H5/logs" 2>/dev/null || sync
+metric S5_ERRLOG_APPARENT "$(find "$H5/logs" -name '*-error.log' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')"
+metric S5_ERRLOG_ALLOCATED "$(du -sB1 "$H5/logs" | cut -f1)"
+metric S5_EMPTY_ERRLOG_BYTES "$(find "$H5E/logs" -name '*-error.log' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')"
+rc=0
+"$DOCTOR" diagnose --home "$H5" --format json >"$OUT/s5-diagnose.json" || rc=$?
+metric S5_DOCTOR_RC "$rc"
+rc=0
+"$DOCTOR" diagnose --home "$H5E" --format json >"$OUT/s5-diagnose-empty.json" || rc=$?
+metric S5_EMPTY_DOCTOR_RC "$rc"
+hf_rounds s5-wall \
+    -n "50 MiB error logs" "$DOCTOR diagnose --home $H5" \
+    -n "empty error logs" "$DOCTOR diagnose --home $H5E"
+metric S5_RSS_KB "$(rss s5-doctor "$DOCTOR" diagnose --home "$H5")"
+metric S5_EMPTY_RSS_KB "$(rss s5-doctor-empty "$DOCTOR" diagnose --home "$H5E")"
+rm -rf "$H5" "$H5E"   # the 10 GiB go right away
+fi
 
 # --------------------------------------------------------------- summary ---
 metric LOAD_END "\"$(cut -d' ' -f1-3 /proc/loadavg)\""

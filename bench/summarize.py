@@ -112,12 +112,63 @@ if s3:
                  pm2_cell, "doctor returns, pm2 hangs" if rc in ("124", "137") else "—",
                  "≤ 2.5 s", verdict(worst <= 2500)))
 
+def s4_runs():
+    """Per run: wall ms, rc, orphans alive after, pm2.pid left, and from the
+    repair's JSON: outcomes of the terminations and how long they took."""
+    runs = []
+    for r in range(1, int(m.get("S4_RUNS", 0)) + 1):
+        if f"S4_R{r}_WALL_MS" not in m:
+            continue
+        run = {"wall": float(m[f"S4_R{r}_WALL_MS"]), "rc": m.get(f"S4_R{r}_RC"),
+               "alive": int(m.get(f"S4_R{r}_ALIVE_AFTER", -1)),
+               "pidfile_left": m.get(f"S4_R{r}_PIDFILE_LEFT"), "outcomes": {}, "kill_ms": None}
+        try:
+            doc = json.load(open(os.path.join(out, f"s4-repair-r{r}.json")))
+            from datetime import datetime
+            t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1000
+            kills = [a for a in doc.get("results", []) if a["action"]["kind"] == "terminate"]
+            for a in doc.get("results", []):
+                run["outcomes"][a.get("result")] = run["outcomes"].get(a.get("result"), 0) + 1
+            if kills:
+                run["kill_ms"] = max(t(a["finished_at"]) for a in kills) - min(t(a["started_at"]) for a in kills)
+        except (OSError, ValueError, KeyError):
+            pass
+        runs.append(run)
+    return runs
+
+
+s4 = s4_runs()
+if s4:
+    grace = float(m.get("S4_GRACE", 3))
+    walls = [r["wall"] for r in s4]
+    med = statistics.median(walls)
+    n = int(m.get("S4_ORPHANS", 0))
+    all_dead = all(r["alive"] == 0 for r in s4)
+    rows.append((f"4 repair --yes, {n} orphans ignoring SIGTERM + stale pm2.pid",
+                 f"wall (median of {len(s4)}; min / max)",
+                 f"{fmt_ms(med)} ({fmt_ms(min(walls))} / {fmt_ms(max(walls))})", "—",
+                 f"grace {grace:g} s + {med - grace * 1000:,.0f} ms",
+                 f"≤ grace + 1 s = {grace + 1:g} s, all dead",
+                 verdict(med <= (grace + 1) * 1000 and all_dead)
+                 + ("" if all_dead else " (orphans left: " + ", ".join(str(r["alive"]) for r in s4) + ")")))
+
+s5 = hf("s5-wall")
+if s5:
+    full, empty = ms(s5["50 MiB error logs"]), ms(s5["empty error logs"])
+    apps = m.get("S5_APPS", "?")
+    rows.append((f"5 crash loops, {apps} apps, 50 MiB error logs each", "median wall", fmt_ms(full), "—",
+                 f"{full / empty:.2f}× the empty-log run ({fmt_ms(empty)})", "≤ 2×", verdict(full <= 2 * empty)))
+    fr, er = float(m["S5_RSS_KB"]), float(m["S5_EMPTY_RSS_KB"])
+    rows.append(("", "peak RSS (median of 5)", fmt_kib(fr), "—",
+                 f"{fr / er:.2f}× the empty-log run ({fmt_kib(er)})", "≤ 2×", verdict(fr <= 2 * er)))
+
 head = ("scenario", "metric", "pm2-doctor", "PM2 7.0.4", "ratio doctor/pm2", "goal", "result")
 print(f"Machine: {m.get('NPROC')} cores, {m.get('CPU')}, {m.get('MEM_GIB')} GiB RAM, "
       f"Linux {m.get('KERNEL')}; node {m.get('NODE')}, pm2 {m.get('PM2_VERSION')}, "
       f"{m.get('HYPERFINE')}, {m.get('DOCTOR_VERSION')} (git {m.get('GIT')}); {m.get('PROCS')} processes at start; "
       f"load average {m.get('LOAD_START')} at start, {m.get('LOAD_END')} at end; "
-      f"CPU busy before scenario 1: {m.get('S1_BUSY_PCT')} %, before scenario 2: {m.get('S2_BUSY_PCT')} %; "
+      f"CPU busy before scenario 1: {m.get('S1_BUSY_PCT')} %, before scenario 2: {m.get('S2_BUSY_PCT')} %, "
+      f"before scenario 5: {m.get('S5_BUSY_PCT')} %; "
       f"whole run {m.get('ELAPSED_S', '?')} s.")
 print()
 print("| " + " | ".join(head) + " |")
@@ -140,13 +191,34 @@ if "S2_DUMP_BYTES" in m:
 if "S3_DOCTOR_RC" in m:
     notes.append(f"scenario 3: doctor exit code {m['S3_DOCTOR_RC']}; `timeout 10 pm2 jlist` rc {m.get('S3_PM2_RC')}, "
                  f"pm2 spawned a daemon: {m.get('S3_PM2_SPAWNED_DAEMON')}.")
+if s4:
+    notes.append("scenario 4 runs: " + "; ".join(
+        f"{fmt_ms(r['wall'])} rc {r['rc']}, orphans alive after {r['alive']}, pm2.pid left: {r['pidfile_left']}"
+        + (f", terminations {fmt_ms(r['kill_ms'])}" if r["kill_ms"] is not None else "")
+        + ", results " + ", ".join(f"{k} ×{v}" for k, v in sorted(r["outcomes"].items(), key=str))
+        for r in s4) + f" (each orphan was checked to survive a SIGTERM before the run).")
+if "S5_LOG_MODE" in m:
+    def loop_findings(name):
+        try:
+            doc = json.load(open(os.path.join(out, name)))
+        except (OSError, ValueError):
+            return "?"
+        loops = [f for f in doc.get("findings", []) if f.get("check") == "app.crash-loop"]
+        caused = [f for f in loops if "cause" in (f.get("evidence") or {})]
+        return f"{len(loops)} `app.crash-loop` findings, {len(caused)} with a cause from the log"
+    notes.append(f"scenario 5: error logs written `{m['S5_LOG_MODE']}` "
+                 f"({int(float(m.get('S5_ERRLOG_APPARENT', 0))):,} bytes apparent, "
+                 f"{int(float(m.get('S5_ERRLOG_ALLOCATED', 0))):,} allocated; {int(float(m.get('S5_DISK_AVAIL', 0))):,} bytes were free); "
+                 f"doctor exit code {m.get('S5_DOCTOR_RC')} / {m.get('S5_EMPTY_DOCTOR_RC')} (empty logs); "
+                 f"50 MiB logs: {loop_findings('s5-diagnose.json')}; empty logs: {loop_findings('s5-diagnose-empty.json')}.")
 ref = hf("s1-reference")
 if ref:
     notes.append("reference (live daemon up): `pm2-doctor checks` (start-up floor, reads nothing) "
                  f"{fmt_ms(ms(ref['pm2-doctor checks']))}; `cat /proc/net/tcp /proc/net/tcp6` "
                  f"{fmt_ms(ms(ref['cat /proc/net/tcp /proc/net/tcp6']))} "
                  f"(TCP established hash: {m.get('TCP_EHASH')} buckets).")
-for label, group in (("1", s1), ("2", s2), ("2 (diagnostic)", hf("s2-norestart")), ("3", s3)):
+for label, group in (("1", s1), ("2", s2), ("2 (diagnostic)", hf("s2-norestart")), ("3", s3),
+                     ("5", s5)):
     if group:
         notes.append(f"scenario {label} runs: " + "; ".join(
             f"`{r['command']}` {r['runs']} runs, median {fmt_ms(ms(r))}, fastest {fmt_ms(r['min'] * 1000)}, "

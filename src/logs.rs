@@ -11,8 +11,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// How much of the end of a log is read.
+/// How much of the end of pm2.log is read (restart rates need a window).
 pub const TAIL_BYTES: u64 = 64 * 1024;
+/// How much of the end of an app's error log is read: the latest error is
+/// what names the cause, and a Node or Python trace is 1–3 KiB. Kept small
+/// because up to 100 are held at once.
+pub const APP_TAIL_BYTES: u64 = 8 * 1024;
 /// Longer lines are cut: a minified stack trace must not flood a report.
 const MAX_LINE_CHARS: usize = 400;
 
@@ -590,7 +594,7 @@ pub fn error_tail(
         candidates.push(paths.logs_dir.join(format!("{fmt}-error-{id}.log")));
     }
     candidates.iter().find_map(|p| {
-        read_tail(p, crate::home::root_for(p, &paths.home), TAIL_BYTES / 2).transpose()
+        read_tail(p, crate::home::root_for(p, &paths.home), APP_TAIL_BYTES).transpose()
     })
 }
 
