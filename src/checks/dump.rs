@@ -40,7 +40,7 @@ fn restore_or_recreate(ctx: &Context) -> Fix {
             Safety::Disruptive,
             format!(
                 "keep the bad dump in the backup and restore dump.pm2 from dump.pm2.bak ({}), written atomically",
-                counted(bak_apps, "app")
+                crate::report::plural(bak_apps, "app")
             ),
         )
     } else {
@@ -233,14 +233,6 @@ fn names(entries: &[(usize, &DumpEntry, String)]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn counted(n: usize, what: &str) -> String {
-    match (n, what) {
-        (1, _) => format!("1 {what}"),
-        (_, "entry") => format!("{n} entries"),
-        _ => format!("{n} {what}s"),
-    }
-}
-
 fn entries_checks(
     ctx: &Context,
     sink: &mut Sink,
@@ -263,7 +255,7 @@ fn entries_checks(
                 CheckId::DumpInvalidEntry,
                 format!(
                     "{} in dump.pm2 would crash the daemon on resurrect (missing name, script, pid path or env)",
-                    counted(invalid.len(), "entry")
+                    crate::report::plural(invalid.len(), "entry")
                 ),
                 restore_or_recreate(ctx),
             )
@@ -301,7 +293,7 @@ fn entries_checks(
                 CheckId::DumpMissingScript,
                 format!(
                     "{} in dump.pm2 point at files that no longer exist: resurrect would start them into a crash loop",
-                    counted(missing.len(), "app")
+                    crate::report::plural(missing.len(), "app")
                 ),
                 Fix::new(
                     "fix-app-paths",
@@ -342,7 +334,7 @@ fn entries_checks(
                 CheckId::DumpForeignHome,
                 format!(
                     "{} in dump.pm2 belong to another PM2 home: resurrected here, they write pid and log files there",
-                    counted(foreign.len(), "app")
+                    crate::report::plural(foreign.len(), "app")
                 ),
                 Fix::new(
                     "start-from-ecosystem",
@@ -420,7 +412,7 @@ fn secrets(ctx: &Context, sink: &mut Sink, path: &Path, meta: &FileMeta, entries
             id,
             format!(
                 "dump.pm2 stores {} named like {}, and is readable by group or others: {}",
-                counted(keys.len(), "environment key"),
+                crate::report::plural(keys.len(), "environment key"),
                 if keys.len() == 1 {
                     "a secret"
                 } else {
@@ -533,7 +525,7 @@ fn backup(ctx: &Context, sink: &mut Sink) {
                         id,
                         format!(
                             "{} in dump.pm2.bak would crash the daemon",
-                            counted(bad, "entry")
+                            crate::report::plural(bad, "entry")
                         ),
                         fix(),
                     )

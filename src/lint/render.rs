@@ -131,13 +131,7 @@ pub fn human(out: &mut dyn Write, r: &LintReport) -> io::Result<()> {
         r.count(Severity::Warning),
         r.count(Severity::Info),
     );
-    let plural = |n: usize, s: &str| {
-        if n == 1 {
-            format!("{n} {s}")
-        } else {
-            format!("{n} {s}s")
-        }
-    };
+    let plural = crate::report::plural;
     let mut parts = vec![plural(e, "error"), plural(w, "warning")];
     if i > 0 {
         parts.push(plural(i, "note"));

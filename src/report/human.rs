@@ -115,13 +115,7 @@ pub fn render(out: &mut dyn Write, d: &Diagnosis, verbose: bool) -> io::Result<(
         .iter()
         .filter(|r| r.status == CheckStatus::Unknown)
         .count();
-    let plural = |n: usize, s: &str| {
-        if n == 1 {
-            format!("{n} {s}")
-        } else {
-            format!("{n} {s}s")
-        }
-    };
+    let plural = crate::report::plural;
     let mut parts = vec![plural(e, "error"), plural(w, "warning")];
     if i > 0 {
         parts.push(plural(i, "note"));

@@ -11,6 +11,15 @@ pub mod resurrect;
 use crate::diagnose::Diagnosis;
 use crate::probe::ProbeOutcome;
 
+/// `1 error`, `2 errors`, `3 entries`: counts in summaries and findings.
+pub fn plural(n: usize, word: &str) -> String {
+    match (n, word) {
+        (1, _) => format!("1 {word}"),
+        (_, "entry") => format!("{n} entries"),
+        _ => format!("{n} {word}s"),
+    }
+}
+
 /// One line on the daemon's state, shared by the human and report outputs.
 pub fn daemon_line(d: &Diagnosis) -> String {
     crate::findings::printable(&daemon_line_raw(d))
