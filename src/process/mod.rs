@@ -4,14 +4,20 @@
 //! A process is identified by (pid, start time): a pid alone can be reused by
 //! the time anyone acts on it. Checks only ever see the owned
 //! [`ProcessSnapshot`], filled once per run by a [`ProcessSource`]: the real
-//! one reads the OS (sysinfo, plus `/proc` for listening ports on Linux), the
-//! fake one reads JSON so checks are tested without root or a daemon.
+//! one reads the OS (`/proc` directly on Linux, sysinfo elsewhere), the fake
+//! one reads JSON so checks are tested without root or a daemon.
 
 mod ports;
+#[cfg(target_os = "linux")]
+mod procfs;
 mod system;
 
 pub use ports::{listening_ports, port_listeners, socket_table};
-pub use system::{SystemControl, SystemSource};
+#[cfg(target_os = "linux")]
+pub use procfs::{ProcFs, SystemControl, SystemSource};
+pub use system::{SysinfoControl, SysinfoSource};
+#[cfg(not(target_os = "linux"))]
+pub use system::{SysinfoControl as SystemControl, SysinfoSource as SystemSource};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -238,6 +244,16 @@ pub trait ProcessControl {
     fn inspect(&mut self, pid: u32) -> Option<ProcInfo>;
     /// Sends `sig` to the process last returned by `inspect` for `pid`.
     fn signal(&mut self, pid: u32, sig: Sig) -> Result<(), String>;
+    /// Whether the process (`pid`, `start_time`) has exited: gone, a
+    /// zombie, or its pid now names another process. Polled while waiting
+    /// for signalled processes, so sources may answer it more cheaply than
+    /// a full [`inspect`](Self::inspect).
+    fn is_gone(&mut self, pid: u32, start_time: u64) -> bool {
+        match self.inspect(pid) {
+            None => true,
+            Some(p) => p.state == ProcState::Zombie || p.start_time != start_time,
+        }
+    }
 }
 
 /// Replays a snapshot saved as JSON (`--process-snapshot`): fixtures,

@@ -1,4 +1,5 @@
-//! The real process table, read through sysinfo in one refresh.
+//! The process table read through sysinfo in one refresh: the real source
+//! on Windows and macOS (Linux reads `/proc` itself, see `procfs`).
 
 use super::{Pm2Env, ProcInfo, ProcState, ProcessSnapshot, ProcessSource};
 use sysinfo::{
@@ -8,7 +9,7 @@ use sysinfo::{
 /// Reads the OS process table: command lines, environments, users and
 /// session ids, but no CPU, memory, disk or thread data (not needed, and the
 /// per-thread walk is the expensive part on Linux).
-pub struct SystemSource;
+pub struct SysinfoSource;
 
 fn refresh_kind() -> ProcessRefreshKind {
     ProcessRefreshKind::nothing()
@@ -81,7 +82,7 @@ fn environ_readable(pid: u32) -> bool {
     }
 }
 
-impl ProcessSource for SystemSource {
+impl ProcessSource for SysinfoSource {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot> {
         let mut sys = new_system()?;
         sys.refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
@@ -99,17 +100,17 @@ impl ProcessSource for SystemSource {
 /// Looks at single processes through sysinfo and signals them natively:
 /// kill(2) through sysinfo on Unix, `TerminateProcess` on Windows (sysinfo
 /// would run `taskkill.exe` there); never `kill`/`taskkill`.
-pub struct SystemControl {
+pub struct SysinfoControl {
     sys: System,
 }
 
-impl SystemControl {
+impl SysinfoControl {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(SystemControl { sys: new_system()? })
+        Ok(SysinfoControl { sys: new_system()? })
     }
 }
 
-impl super::ProcessControl for SystemControl {
+impl super::ProcessControl for SysinfoControl {
     fn inspect(&mut self, pid: u32) -> Option<ProcInfo> {
         let p = Pid::from_u32(pid);
         self.sys

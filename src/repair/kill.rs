@@ -118,10 +118,7 @@ pub fn terminate_all(
         loop {
             waiting.retain(|&i| {
                 let t = &targets[i];
-                let gone = match ctl.inspect(t.pid) {
-                    None => true,
-                    Some(p) => p.state == ProcState::Zombie || p.start_time != t.start_time,
-                };
+                let gone = ctl.is_gone(t.pid, t.start_time);
                 if gone {
                     recs[i].outcome = done.to_string();
                 }
