@@ -165,45 +165,53 @@ pub fn reported_pids(daemon: &DaemonView) -> std::collections::HashSet<u32> {
 
 /// Reads the home, the process table, the daemon (bounded) and the logs.
 pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
+    // The daemon's reply is the slowest read (a live daemon measures every
+    // app's CPU and memory before it answers `getMonitorData`), so the
+    // probes start first and everything that does not need their answer is
+    // read while they are under way.
+    let probes =
+        (HomeSnapshot::home_exists(&cfg.paths.home) && checks_need_probe(cfg)).then(|| {
+            (
+                probe::start(&cfg.paths.rpc, cfg.timeout),
+                probe::start_connect_only(&cfg.paths.publ, cfg.timeout),
+            )
+        });
     let home = HomeSnapshot::read(&cfg.paths);
-    // The probes run while the process table is read: the slowest of the
-    // two sets the pace, not their sum.
-    let probes = (home.exists && checks_need_probe(cfg)).then(|| {
-        let (rpc_ep, pub_ep, t) = (cfg.paths.rpc.clone(), cfg.paths.publ.clone(), cfg.timeout);
-        let publ = std::thread::spawn(move || probe::connect_only(&pub_ep, t));
-        let rpc = std::thread::spawn(move || probe::probe(&rpc_ep, t));
-        (rpc, publ)
-    });
     let mut procs = match &cfg.process_snapshot {
         Some(file) => FileSource(file).snapshot()?,
         None => SystemSource.snapshot()?,
     };
     let matcher = HomeMatcher::new(&cfg.paths.home);
     let membership = Membership::compute(&procs, &matcher);
-    let failed = |what: &str| ProbeOutcome::Failed {
-        error: format!("{what} probe thread panicked"),
+    let cli = pm2cli::locate(cfg.pm2_bin.as_deref(), cfg.path_var.as_deref());
+    let mut logs = if home.exists {
+        crate::logs::LogSnapshot::home_logs(&cfg.paths)
+    } else {
+        crate::logs::LogSnapshot::default()
+    };
+    let lint = if home.exists {
+        ecosystem_lint(cfg, &home)
+    } else {
+        Err("no PM2 home".into())
     };
     let daemon = match probes {
         Some((rpc, publ)) => DaemonView {
-            rpc: Some(rpc.join().unwrap_or_else(|_| failed("rpc.sock"))),
-            publ: Some(publ.join().unwrap_or_else(|_| failed("pub.sock"))),
+            rpc: Some(rpc.wait()),
+            publ: Some(publ.wait()),
         },
         None => DaemonView {
             rpc: None,
             publ: None,
         },
     };
-    let cli = pm2cli::locate(cfg.pm2_bin.as_deref(), cfg.path_var.as_deref());
     let daemon_apps = match &daemon.rpc {
         Some(ProbeOutcome::Answered(r)) => r.apps.as_deref(),
         _ => None,
     };
     let apps = crate::apps::collect(daemon_apps, home.dump.apps());
-    let logs = if home.exists {
-        crate::logs::snapshot(&cfg.paths, &apps)
-    } else {
-        crate::logs::LogSnapshot::default()
-    };
+    if home.exists {
+        logs.add_apps(&cfg.paths, &apps);
+    }
     // Ports are only traced where a finding needs them: the ports orphans
     // hold, and the owners of ports failing apps want.
     let wanted: Vec<u16> = crate::apps::failing_ports(&apps, &logs);
@@ -222,11 +230,6 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
             }
         }
         by_port
-    };
-    let lint = if home.exists {
-        ecosystem_lint(cfg, &home)
-    } else {
-        Err("no PM2 home".into())
     };
     Ok(Gathered {
         lint,

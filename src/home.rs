@@ -375,6 +375,11 @@ pub struct HomeSnapshot {
 const MAX_PID_FILES: usize = 100_000;
 
 impl HomeSnapshot {
+    /// Whether anything is at the home path (a file there is reported too).
+    pub fn home_exists(home: &Path) -> bool {
+        fs::metadata(home).is_ok()
+    }
+
     pub fn read(paths: &Pm2Paths) -> HomeSnapshot {
         let home = paths.home.as_path();
         let (exists, not_a_dir) = match fs::metadata(home) {

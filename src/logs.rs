@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -605,59 +606,80 @@ const MAX_ERROR_TAILS: usize = 100;
 /// Reads pm2.log's tail, the error-log tails of the apps that crash-loop
 /// (the worst first, at most [`MAX_ERROR_TAILS`]), and the size of every log.
 pub fn snapshot(paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) -> LogSnapshot {
-    let home = paths.home.as_path();
-    let mut snap = LogSnapshot {
-        pm2_log: read_tail(
-            &paths.log_file,
-            crate::home::root_for(&paths.log_file, home),
-            TAIL_BYTES,
-        )
-        .transpose(),
-        ..LogSnapshot::default()
-    };
-    let rates = restart_rates(snap.pm2_log.as_ref().and_then(|r| r.as_ref().ok()));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut looping: Vec<&crate::apps::AppView> = apps
-        .iter()
-        .filter(|a| crate::apps::loop_verdict(a, &rates, now).is_some())
-        .collect();
-    looping.sort_by_key(|a| std::cmp::Reverse(a.restart_time.unwrap_or(0)));
-    for app in looping.into_iter().take(MAX_ERROR_TAILS) {
-        if let Some(t) = error_tail(paths, app) {
-            snap.app_errors.insert(app.label(), t);
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut push = |p: PathBuf, snap: &mut LogSnapshot| {
-        if let Some(s) = size_of(&p) {
-            if seen.insert(p.clone()) {
-                snap.sizes.push((p, s));
-            }
-        }
-    };
-    push(paths.log_file.clone(), &mut snap);
-    let logs_dir_entry = crate::home::inspect(
-        &paths.logs_dir,
-        crate::home::root_for(&paths.logs_dir, home),
-    );
-    if let crate::home::Entry::SymlinkOutside { target } = logs_dir_entry {
-        snap.logs_dir_outside = Some(target);
-    } else if let Ok(rd) = std::fs::read_dir(&paths.logs_dir) {
-        for e in rd.flatten().take(MAX_LOG_FILES) {
-            push(e.path(), &mut snap);
-        }
-    }
-    let outside = snap.logs_dir_outside.is_some();
-    for a in apps {
-        for p in [&a.err_log, &a.out_log].into_iter().flatten() {
-            // Not through a logs folder that links out of the home.
-            if !(outside && p.starts_with(&paths.logs_dir)) {
-                push(p.clone(), &mut snap);
-            }
-        }
-    }
+    let mut snap = LogSnapshot::home_logs(paths);
+    snap.add_apps(paths, apps);
     snap
+}
+
+impl LogSnapshot {
+    /// What does not depend on which apps exist: `pm2.log`'s tail and the
+    /// sizes in the logs folder. Read while the daemon is still answering.
+    pub fn home_logs(paths: &crate::home::Pm2Paths) -> LogSnapshot {
+        let home = paths.home.as_path();
+        let mut snap = LogSnapshot {
+            pm2_log: read_tail(
+                &paths.log_file,
+                crate::home::root_for(&paths.log_file, home),
+                TAIL_BYTES,
+            )
+            .transpose(),
+            ..LogSnapshot::default()
+        };
+        let mut seen = HashSet::new();
+        snap.push_size(&mut seen, paths.log_file.clone());
+        let logs_dir_entry = crate::home::inspect(
+            &paths.logs_dir,
+            crate::home::root_for(&paths.logs_dir, home),
+        );
+        if let crate::home::Entry::SymlinkOutside { target } = logs_dir_entry {
+            snap.logs_dir_outside = Some(target);
+        } else if let Ok(rd) = std::fs::read_dir(&paths.logs_dir) {
+            for e in rd.flatten().take(MAX_LOG_FILES) {
+                snap.push_size(&mut seen, e.path());
+            }
+        }
+        snap
+    }
+
+    /// The apps' part: error-log tails of crash-looping apps, and the sizes
+    /// of app logs kept outside the logs folder.
+    pub fn add_apps(&mut self, paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) {
+        let rates = restart_rates(self.pm2_log.as_ref().and_then(|r| r.as_ref().ok()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut looping: Vec<&crate::apps::AppView> = apps
+            .iter()
+            .filter(|a| crate::apps::loop_verdict(a, &rates, now).is_some())
+            .collect();
+        looping.sort_by_key(|a| std::cmp::Reverse(a.restart_time.unwrap_or(0)));
+        for app in looping.into_iter().take(MAX_ERROR_TAILS) {
+            if let Some(t) = error_tail(paths, app) {
+                self.app_errors.insert(app.label(), t);
+            }
+        }
+        let outside = self.logs_dir_outside.is_some();
+        let mut seen: HashSet<PathBuf> = self.sizes.iter().map(|(p, _)| p.clone()).collect();
+        for a in apps {
+            for p in [&a.err_log, &a.out_log].into_iter().flatten() {
+                // Not through a logs folder that links out of the home.
+                if !(outside && p.starts_with(&paths.logs_dir)) {
+                    self.push_size(&mut seen, p.clone());
+                }
+            }
+        }
+    }
+
+    /// Records a log file's size, once per path (and one `stat` per path:
+    /// an app's log is usually also listed in `logs/`).
+    fn push_size(&mut self, seen: &mut HashSet<PathBuf>, p: PathBuf) {
+        if seen.contains(&p) {
+            return;
+        }
+        if let Some(s) = size_of(&p) {
+            seen.insert(p.clone());
+            self.sizes.push((p, s));
+        }
+    }
 }

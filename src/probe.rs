@@ -203,6 +203,46 @@ pub fn parse_reply(arg0: &[u8]) -> Result<Vec<serde_json::Value>, String> {
         .ok_or_else(|| "reply has neither args nor error".to_string())
 }
 
+/// The first reply argument read straight into `T`, or `None` for an error
+/// reply or one that does not fit. The monitor reply carries every app's
+/// whole environment (~5 KB an app): building a JSON tree of it first took
+/// longer than the daemon took to answer.
+fn first_arg<T: serde::de::DeserializeOwned>(arg0: &[u8]) -> Option<T> {
+    struct First<T>(Option<T>);
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit<T>(std::marker::PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+                type Value = First<T>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a list of reply arguments")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<First<T>, A::Error> {
+                    let first = seq.next_element::<T>()?;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                    Ok(First(first))
+                }
+            }
+            d.deserialize_seq(Visit(std::marker::PhantomData))
+        }
+    }
+    #[derive(Deserialize)]
+    struct Reply<T> {
+        args: Option<First<T>>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    let json = arg0.strip_prefix(b"j:")?;
+    let r: Reply<T> = serde_json::from_slice(json).ok()?;
+    if r.error.is_some() {
+        return None;
+    }
+    r.args.and_then(|a| a.0)
+}
+
 /// Something we can read and write whose blocking we bound from outside.
 trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
@@ -336,8 +376,10 @@ fn exchange(endpoint: Endpoint, deadline: Duration, tx: mpsc::Sender<Step>) {
     let _ = tx.send(Step::Connected);
     let pid = std::process::id();
     let (id_version, id_monitor) = (format!("{pid}:0"), format!("{pid}:1"));
-    let mut request = encode_call("getVersion", &id_version);
-    request.extend(encode_call("getMonitorData", &id_monitor));
+    // The monitor call first: the daemon measures every app before it
+    // answers it, and answers getVersion meanwhile.
+    let mut request = encode_call("getMonitorData", &id_monitor);
+    request.extend(encode_call("getVersion", &id_version));
     if let Err(e) = conn.write_all(&request).and_then(|_| conn.flush()) {
         let _ = tx.send(Step::Done(ProbeOutcome::Protocol {
             error: format!("write failed: {e}"),
@@ -367,12 +409,9 @@ fn exchange(endpoint: Endpoint, deadline: Duration, tx: mpsc::Sender<Step>) {
             }
         },
     };
-    let apps = match read(&id_monitor).map(|a| parse_reply(&a)) {
-        Ok(Ok(mut args)) if !args.is_empty() => {
-            serde_json::from_value::<Vec<MonitoredApp>>(args.swap_remove(0)).ok()
-        }
-        _ => None,
-    };
+    let apps = read(&id_monitor)
+        .ok()
+        .and_then(|a| first_arg::<Vec<MonitoredApp>>(&a));
     let _ = tx.send(Step::Done(ProbeOutcome::Answered(DaemonReply {
         version,
         apps,
@@ -380,72 +419,122 @@ fn exchange(endpoint: Endpoint, deadline: Duration, tx: mpsc::Sender<Step>) {
     })));
 }
 
-/// Asks the daemon behind `endpoint` for its version and process list. Never
-/// blocks longer than `deadline` (plus scheduling noise).
-pub fn probe(endpoint: &Endpoint, deadline: Duration) -> ProbeOutcome {
+/// A probe under way on its own thread. Started early and waited for late,
+/// so the daemon's reply time overlaps the rest of diagnose's reading.
+pub struct Pending {
+    rx: Option<mpsc::Receiver<Step>>,
+    /// Set when the probe could not even start.
+    failed: Option<ProbeOutcome>,
+    started: Instant,
+    deadline: Duration,
+    connect_only: bool,
+}
+
+fn spawn(
+    name: &str,
+    job: impl FnOnce(mpsc::Sender<Step>) + Send + 'static,
+    deadline: Duration,
+    connect_only: bool,
+) -> Pending {
     let (tx, rx) = mpsc::channel();
-    let ep = endpoint.clone();
     let started = Instant::now();
     // Detached on purpose: if the OS call never returns, the thread is
     // abandoned and dies with the process.
-    let spawned = std::thread::Builder::new()
-        .name("pm2-probe".into())
-        .spawn(move || exchange(ep, deadline, tx));
-    if let Err(e) = spawned {
-        return ProbeOutcome::Failed {
-            error: format!("cannot start probe thread: {e}"),
-        };
+    match std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || job(tx))
+    {
+        Ok(_) => Pending {
+            rx: Some(rx),
+            failed: None,
+            started,
+            deadline,
+            connect_only,
+        },
+        Err(e) => Pending {
+            rx: None,
+            failed: Some(ProbeOutcome::Failed {
+                error: format!("cannot start probe thread: {e}"),
+            }),
+            started,
+            deadline,
+            connect_only,
+        },
     }
-    let mut connected = false;
-    loop {
-        let left = deadline.saturating_sub(started.elapsed());
-        match rx.recv_timeout(left) {
-            Ok(Step::Connected) => connected = true,
-            Ok(Step::Done(ProbeOutcome::Timeout { connected: c, .. })) => {
-                return ProbeOutcome::Timeout {
-                    connected: c || connected,
-                    waited_ms: started.elapsed().as_millis() as u64,
+}
+
+/// Starts asking the daemon behind `endpoint` for its version and process
+/// list; [`Pending::wait`] returns by `deadline` after this call.
+pub fn start(endpoint: &Endpoint, deadline: Duration) -> Pending {
+    let ep = endpoint.clone();
+    spawn(
+        "pm2-probe",
+        move |tx| exchange(ep, deadline, tx),
+        deadline,
+        false,
+    )
+}
+
+/// Starts checking whether anything listens at `endpoint`, without sending
+/// a byte.
+pub fn start_connect_only(endpoint: &Endpoint, deadline: Duration) -> Pending {
+    let ep = endpoint.clone();
+    let job = move |tx: mpsc::Sender<Step>| {
+        let started = Instant::now();
+        let outcome = match open(&ep, deadline) {
+            Ok(_) => ProbeOutcome::Answered(DaemonReply {
+                version: String::new(),
+                apps: None,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            }),
+            Err(e) => classify_connect_error(&e),
+        };
+        let _ = tx.send(Step::Done(outcome));
+    };
+    spawn("pm2-connect", job, deadline, true)
+}
+
+impl Pending {
+    /// The outcome, or `Timeout` once the deadline (counted from the start)
+    /// has passed, whatever the probe thread is still blocked in.
+    pub fn wait(self) -> ProbeOutcome {
+        if let Some(failed) = self.failed {
+            return failed;
+        }
+        let Some(rx) = self.rx else {
+            return ProbeOutcome::Failed {
+                error: "probe was never started".into(),
+            };
+        };
+        let mut connected = false;
+        let timeout = |connected: bool| ProbeOutcome::Timeout {
+            // A connect-only probe that has not finished has not connected.
+            connected: connected && !self.connect_only,
+            waited_ms: self.started.elapsed().as_millis() as u64,
+        };
+        loop {
+            let left = self.deadline.saturating_sub(self.started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(Step::Connected) => connected = true,
+                Ok(Step::Done(ProbeOutcome::Timeout { connected: c, .. })) => {
+                    return timeout(c || connected)
                 }
-            }
-            Ok(Step::Done(outcome)) => return outcome,
-            Err(_) => {
-                return ProbeOutcome::Timeout {
-                    connected,
-                    waited_ms: started.elapsed().as_millis() as u64,
-                }
+                Ok(Step::Done(outcome)) => return outcome,
+                Err(_) => return timeout(connected),
             }
         }
     }
 }
 
+/// Asks the daemon behind `endpoint` for its version and process list. Never
+/// blocks longer than `deadline` (plus scheduling noise).
+pub fn probe(endpoint: &Endpoint, deadline: Duration) -> ProbeOutcome {
+    start(endpoint, deadline).wait()
+}
+
 /// Whether anything listens at `endpoint`, without sending a byte.
 pub fn connect_only(endpoint: &Endpoint, deadline: Duration) -> ProbeOutcome {
-    let (tx, rx) = mpsc::channel();
-    let ep = endpoint.clone();
-    let started = Instant::now();
-    let spawned = std::thread::Builder::new()
-        .name("pm2-connect".into())
-        .spawn(move || {
-            let r = open(&ep, deadline);
-            let _ = tx.send(r.map(drop).map_err(|e| classify_connect_error(&e)));
-        });
-    if let Err(e) = spawned {
-        return ProbeOutcome::Failed {
-            error: format!("cannot start probe thread: {e}"),
-        };
-    }
-    match rx.recv_timeout(deadline) {
-        Ok(Ok(())) => ProbeOutcome::Answered(DaemonReply {
-            version: String::new(),
-            apps: None,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        }),
-        Ok(Err(outcome)) => outcome,
-        Err(_) => ProbeOutcome::Timeout {
-            connected: false,
-            waited_ms: started.elapsed().as_millis() as u64,
-        },
-    }
+    start_connect_only(endpoint, deadline).wait()
 }
 
 #[cfg(test)]
@@ -458,6 +547,22 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn first_argument_is_read_typed_or_not_at_all() {
+        let apps = |raw: &[u8]| first_arg::<Vec<MonitoredApp>>(raw);
+        let one = apps(br#"j:{"args":[[{"name":"a","pid":7,"pm2_env":{"status":"online","env":{"X":"1"}}}],"extra",{"k":[1]}]}"#)
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].pid, Some(7));
+        assert_eq!(apps(br#"j:{"args":[[]],"error":null}"#), Some(vec![]));
+        assert_eq!(apps(br#"j:{"error":"Unknown method","args":[[]]}"#), None);
+        assert_eq!(apps(br#"j:{"args":[]}"#), None);
+        assert_eq!(apps(br#"j:{"args":["not a list"]}"#), None);
+        assert_eq!(apps(br#"j:{"args":[[{"pid":"seven"}]]}"#), None);
+        assert_eq!(apps(br#"s:plain"#), None);
+        assert_eq!(apps(b"j:{\"args\":[[{"), None);
     }
 
     #[test]
@@ -577,14 +682,28 @@ mod tests {
                     calls.push(args);
                 }
             }
-            // Answer out of order and with a stray frame first.
+            let id_of = |method: &str| {
+                let c = calls
+                    .iter()
+                    .find(|c| {
+                        let body: serde_json::Value = serde_json::from_slice(&c[0][2..]).unwrap();
+                        body["method"] == method
+                    })
+                    .unwrap_or_else(|| panic!("no {method} call"));
+                c[1].clone()
+            };
+            // A stray frame first, then the slow call's answer before the
+            // quick one's: replies are matched by id, not by order.
             s.write_all(&encode_frame(&[b"j:{\"args\":[]}", b"s:other:9"]))
                 .unwrap();
             let monitor = br#"j:{"args":[[{"name":"web","pid":4242,"pm_id":0,"pm2_env":{"status":"online","restart_time":3}}]]}"#;
-            s.write_all(&encode_frame(&[monitor, &calls[1][1]]))
+            s.write_all(&encode_frame(&[monitor, &id_of("getMonitorData")]))
                 .unwrap();
-            s.write_all(&encode_frame(&[b"j:{\"args\":[\"7.0.4\"]}", &calls[0][1]]))
-                .unwrap();
+            s.write_all(&encode_frame(&[
+                b"j:{\"args\":[\"7.0.4\"]}",
+                &id_of("getVersion"),
+            ]))
+            .unwrap();
             calls
         });
         let out = probe(&Endpoint::UnixSocket(sock), Duration::from_secs(2));

@@ -177,7 +177,8 @@ fn nap(d: Duration, stop: &AtomicBool) -> bool {
 }
 
 /// Reads the probe's calls (up to two frames, or what came in 1 s) and
-/// returns their id arguments.
+/// returns their id arguments, `getVersion`'s first whatever order the
+/// probe sent them in.
 fn read_call_ids(s: &mut UnixStream) -> Vec<Vec<u8>> {
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -191,7 +192,15 @@ fn read_call_ids(s: &mut UnixStream) -> Vec<Vec<u8>> {
         }
         while let Some((args, used)) = split_frame(&buf) {
             buf.drain(..used);
-            ids.push(args.last().cloned().unwrap_or_default());
+            let is_version = args
+                .first()
+                .is_some_and(|a| a.windows(10).any(|w| w == b"getVersion"));
+            let id = args.last().cloned().unwrap_or_default();
+            if is_version {
+                ids.insert(0, id);
+            } else {
+                ids.push(id);
+            }
         }
     }
     if ids.is_empty() {

@@ -115,12 +115,23 @@ fn probe_gets_a_real_getversion_reply_over_a_pipe() {
     let t = std::thread::spawn(move || {
         server.connect().unwrap();
         let calls = read_calls(&mut server, 2);
+        // Replies go by id, whatever order the probe sent its calls in.
+        let id_of = |method: &str| {
+            let c = calls
+                .iter()
+                .find(|c| c[0].windows(method.len()).any(|w| w == method.as_bytes()))
+                .unwrap_or_else(|| panic!("no {method} call"));
+            c[1].clone()
+        };
         let monitor = br#"j:{"args":[[{"name":"web","pid":4242,"pm_id":0,"pm2_env":{"status":"online","restart_time":3}}]]}"#;
         server
-            .write_all(&encode_frame(&[b"j:{\"args\":[\"7.0.4\"]}", &calls[0][1]]))
+            .write_all(&encode_frame(&[
+                b"j:{\"args\":[\"7.0.4\"]}",
+                &id_of("getVersion"),
+            ]))
             .unwrap();
         server
-            .write_all(&encode_frame(&[monitor, &calls[1][1]]))
+            .write_all(&encode_frame(&[monitor, &id_of("getMonitorData")]))
             .unwrap();
         server.flush().unwrap();
         // Hold the pipe until the client hangs up, so no reply is lost.
