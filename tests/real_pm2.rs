@@ -1826,14 +1826,39 @@ fn wedged_daemon_repair_leaves_nothing_for_a_second_repair() {
 /// loop runs at a few restarts a second.
 const LOOP_SETTLE: Duration = Duration::from_secs(60);
 
-fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+fn wait_for(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
+    wait_for_or(what, deadline, cond, String::new);
+}
+
+/// [`wait_for`], and on giving up says what the world looked like
+/// (`explain`), so a failure in CI can be understood from its log alone.
+fn wait_for_or(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let started = Instant::now();
     while !cond() {
-        assert!(
-            started.elapsed() < deadline,
-            "gave up after {deadline:?} waiting for {what}"
-        );
+        if started.elapsed() >= deadline {
+            panic!(
+                "gave up after {deadline:?} waiting for {what}\n{}",
+                explain()
+            );
+        }
         sleep(Duration::from_millis(200));
+    }
+}
+
+/// The last `n` lines of a file, or why there are none.
+fn tail_lines(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(b) => {
+            let text = String::from_utf8_lossy(&b);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
     }
 }
 
@@ -1917,14 +1942,30 @@ fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
     let mut pids = Vec::new();
     for &(name, pm_id, port) in apps {
         let mut pid = 0;
-        wait_for(
+        let pid_file = lab.path(&format!("pids/{name}-{pm_id}.pid"));
+        wait_for_or(
             &format!("{name} to serve 127.0.0.1:{port} itself"),
             LOOP_SETTLE,
             || {
-                let file = fs::read_to_string(lab.path(&format!("pids/{name}-{pm_id}.pid")));
+                let file = fs::read_to_string(&pid_file);
                 let managed = file.ok().and_then(|t| t.trim().parse::<u32>().ok());
                 pid = managed.unwrap_or(0);
                 managed.is_some() && http_pid(port) == managed
+            },
+            || {
+                let d = lab.diagnose(&[]);
+                format!(
+                    "{name}: pid file {:?}, port answered by {:?}, daemon view {:?}, \
+                     daemons {:?}\n--- pm2.log (tail)\n{}\n--- {name}-error.log (tail)\n{}\n\
+                     --- diagnose\n{}",
+                    fs::read_to_string(&pid_file).map(|t| t.trim().to_string()),
+                    http_pid(port),
+                    app_state(&d, name),
+                    lab.daemons(),
+                    tail_lines(&lab.path("pm2.log"), 30),
+                    tail_lines(&lab.path(&format!("logs/{name}-error.log")), 20),
+                    d.pretty()
+                )
             },
         );
         assert!(
