@@ -233,7 +233,14 @@ impl Wizard<'_> {
             .copied()
             .filter(|p| !stopped_daemons.contains(p))
             .collect();
-        code |= self.bring_back(&home_dir, &live)?;
+        // A dump saved while apps crash-looped carries the created_at that
+        // keeps PM2's restart guard from ever tripping: offer to re-arm it.
+        let looping = d
+            .verdict
+            .findings
+            .iter()
+            .any(|f| matches!(f.check, CheckId::AppCrashLoop | CheckId::AppGuardBypassed));
+        code |= self.bring_back(&home_dir, &live, looping)?;
 
         // Step 5.
         self.step(5, "Check again")?;
@@ -689,7 +696,12 @@ impl Wizard<'_> {
     }
 
     /// Step 4. Returns exit bits (4 when the apps did not come back).
-    fn bring_back(&mut self, home_dir: &Path, live_daemons: &[u32]) -> anyhow::Result<i32> {
+    fn bring_back(
+        &mut self,
+        home_dir: &Path,
+        live_daemons: &[u32],
+        looping: bool,
+    ) -> anyhow::Result<i32> {
         if !live_daemons.is_empty() {
             let pids: Vec<String> = live_daemons.iter().map(u32::to_string).collect();
             writeln!(
@@ -765,13 +777,32 @@ impl Wizard<'_> {
             )?;
             return Ok(0);
         };
+        let rearm_guard = match &source {
+            resurrect::Source::Dump { .. } => {
+                writeln!(
+                    self.out,
+                    "  {DIM}By default PM2 gives up on an app after 16 starts that each crash within 1 s, \
+                     but it counts them only in the first 16 s after the app's created_at, which the \
+                     dump keeps: started from a dump, a crashing app loops forever. Re-arming drops created_at \
+                     from the copy PM2 reads (the dump itself is not changed).{DIM:#}"
+                )?;
+                let prompt = if looping {
+                    "Re-arm PM2's restart guard? (apps were crash-looping)"
+                } else {
+                    "Re-arm PM2's restart guard?"
+                };
+                self.ask.confirm(prompt, looping)?
+            }
+            // `pm2 start` of an ecosystem file sets a fresh created_at.
+            resurrect::Source::Ecosystem { .. } => false,
+        };
         let opts = resurrect::Options {
             from: None,
             ecosystem: None,
             pm2: self.args.pm2.clone(),
             watch: self.args.watch,
             call_timeout: CALL_TIMEOUT,
-            rearm_guard: false,
+            rearm_guard,
             save: false,
             backup_base: Some(self.base.clone()),
         };

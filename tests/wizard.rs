@@ -2,8 +2,8 @@
 //! homes broken by hand: a stale pm2.pid, a stale rpc.sock, a stale app pid
 //! file, a corrupt dump.pm2 next to a valid dump.pm2.bak, and an orphan (a
 //! `sleep` carrying PM2's app markers for the home). No PM2 is needed: step
-//! 4 is always answered "skip". Every process a test starts is killed by
-//! pid when the test ends.
+//! 4 is answered "skip", or runs a fake `pm2` that records its calls. Every
+//! process a test starts is killed by pid when the test ends.
 
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -572,4 +572,77 @@ fn one_by_one_can_decline_one_of_two_files_of_a_check() {
         "chosen: moved"
     );
     assert!(lab.orphan_dead());
+}
+
+/// Step 4 started from a dump, with a fake `pm2` that records its calls and
+/// keeps a copy of the dump it was pointed at. Returns the wizard's screen,
+/// the calls, and that copy.
+fn bring_back_from_the_dump(rearm: &str) -> (String, String, serde_json::Value) {
+    let mut lab = Lab::broken();
+    // A dump as PM2 saves it: created_at set, an hour old.
+    let saved = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","created_at":1764320000000,"env":{"NODE_ENV":"production"}}]"#;
+    fs::write(lab.home.join("dump.pm2.bak"), saved).unwrap();
+    let calls = lab.tmp.path().join("pm2-calls.txt");
+    let copy = lab.tmp.path().join("dump-pm2-read.json");
+    let fake = lab.tmp.path().join("pm2");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$* PM2_DUMP_FILE_PATH=${{PM2_DUMP_FILE_PATH:-}}\" >> {}\n\
+             if [ -n \"$PM2_DUMP_FILE_PATH\" ]; then cat \"$PM2_DUMP_FILE_PATH\" > {}; fi\n",
+            calls.display(),
+            copy.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = lab.wizard_cmd();
+    cmd.arg("--pm2").arg(&fake).args(["--watch", "0.2"]);
+    let mut w = Screen::spawn(cmd);
+    w.wait_for("What should be fixed?");
+    w.keys("\r");
+    w.wait_for("Apply these 5 actions?");
+    w.keys("y");
+    w.wait_for("Start the apps again from?");
+    // The first source: dump.pm2, just restored from the backup.
+    w.keys("\r");
+    w.wait_for("Re-arm PM2's restart guard?");
+    w.keys(rearm);
+    let (code, screen) = w.finish();
+    assert_eq!(code & 32, 0, "not cancelled; exit {code}:\n{screen}");
+    assert!(lab.orphan_dead(), "the orphan was stopped");
+    let calls = fs::read_to_string(&calls).unwrap_or_default();
+    let copy: serde_json::Value =
+        serde_json::from_slice(&fs::read(&copy).unwrap_or_default()).unwrap_or_default();
+    (screen, calls, copy)
+}
+
+#[test]
+fn bringing_apps_back_from_a_dump_can_rearm_the_restart_guard() {
+    let (screen, calls, copy) = bring_back_from_the_dump("y");
+    assert!(
+        screen.contains("only in the first 16 s after the app's created_at"),
+        "the question is explained:\n{screen}"
+    );
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with("resurrect PM2_DUMP_FILE_PATH=/")),
+        "pm2 resurrect read a copy: {calls}\n{screen}"
+    );
+    assert_eq!(copy[0]["name"], "web", "{copy}");
+    assert!(
+        copy[0].get("created_at").is_none(),
+        "re-armed: no created_at in what PM2 read: {copy}"
+    );
+}
+
+#[test]
+fn bringing_apps_back_without_rearming_keeps_created_at() {
+    let (screen, calls, copy) = bring_back_from_the_dump("n");
+    assert!(
+        calls.contains("resurrect PM2_DUMP_FILE_PATH=/"),
+        "{calls}\n{screen}"
+    );
+    assert_eq!(copy[0]["created_at"], 1764320000000_u64, "{copy}");
 }
