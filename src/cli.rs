@@ -80,6 +80,12 @@ pub struct ReportArgs {
     /// Read the process table from a JSON snapshot instead of the OS
     #[arg(long, value_name = "FILE")]
     pub process_snapshot: Option<PathBuf>,
+
+    /// Also lint this ecosystem file in the report (a .js/.cjs/.mjs file is
+    /// evaluated with node, as PM2 does; .json/.yml found next to the apps
+    /// are linted by default)
+    #[arg(long, value_name = "FILE")]
+    pub ecosystem: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

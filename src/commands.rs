@@ -599,6 +599,7 @@ fn report_cmd(args: &cli::ReportArgs) -> anyhow::Result<i32> {
     let env = home::process_env();
     let mut cfg = Config::for_home(args.home.home.as_deref(), args.timeout, &env);
     cfg.process_snapshot = args.process_snapshot.clone();
+    cfg.ecosystem = args.ecosystem.clone();
     let clock = std::time::Instant::now();
     let started = chrono::Utc::now();
     let g = diagnose::gather(&cfg)?;

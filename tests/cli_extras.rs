@@ -176,3 +176,55 @@ fn completions_and_man_page() {
     );
     assert!(man.contains("diagnose"));
 }
+
+/// The report lints the ecosystem file it is given (evaluated with node for
+/// .cjs, as PM2 does), and says why when there is none.
+#[test]
+fn report_includes_the_ecosystem_lint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let report = |extra: &[&str]| {
+        let out = doctor()
+            .args(["report", "--timeout", "0.5", "--home"])
+            .arg(&home)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let without = report(&[]);
+    assert!(without.contains("## Ecosystem file"), "{without}");
+    assert!(
+        without.contains("Not linted: no ecosystem file given or found next to the apps"),
+        "{without}"
+    );
+    let eco = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/ecosystem/seed-before/ecosystem.config.cjs"
+    );
+    let with = report(&["--ecosystem", eco]);
+    let section = &with[with.find("## Ecosystem file").expect("section")..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    assert!(
+        section.contains("seed-before/ecosystem.config.cjs"),
+        "{section}"
+    );
+    assert!(section.contains("apps: c3-backend"), "{section}");
+    for check in ["config.implicit-cluster", "config.restart-policy"] {
+        assert!(
+            section.contains(&format!("| `{check}` | warning |")),
+            "{check} missing:\n{section}"
+        );
+    }
+    assert!(
+        section.contains("exec_mode: 'fork'"),
+        "the fix is shown:\n{section}"
+    );
+}

@@ -208,6 +208,8 @@ pub fn render(g: &Gathered, d: &Diagnosis, v: &Versions) -> String {
         o.push('\n');
     }
 
+    ecosystem_section(&mut o, g);
+
     let _ = writeln!(o, "## Tail of pm2.log\n");
     match &g.logs.pm2_log {
         Some(Ok(t)) => {
@@ -238,4 +240,52 @@ pub fn render(g: &Gathered, d: &Diagnosis, v: &Versions) -> String {
         }
     }
     o
+}
+
+/// What the ecosystem lint found: the settings behind crash loops are
+/// often the answer to the bug report.
+fn ecosystem_section(o: &mut String, g: &Gathered) {
+    let _ = writeln!(o, "## Ecosystem file\n");
+    let report = match &g.lint {
+        Ok(r) => r,
+        Err(why) => {
+            let _ = writeln!(o, "Not linted: {}.\n", md_escape(&redact::text(why)));
+            return;
+        }
+    };
+    let apps: Vec<&str> = report.apps.iter().map(|a| a.name.as_str()).collect();
+    let status = match report.status {
+        crate::lint::LintStatus::Ok => "no problem found".to_string(),
+        crate::lint::LintStatus::Problem => crate::report::plural(report.findings.len(), "finding"),
+        crate::lint::LintStatus::Unknown => format!(
+            "could not be checked: {}",
+            report.reason.as_deref().unwrap_or("unknown reason")
+        ),
+    };
+    let _ = writeln!(
+        o,
+        "`{}`: {}; apps: {}.\n",
+        md_escape(&redact::text(&report.file.display().to_string())).replace('`', "'"),
+        md_escape(&redact::text(&status)),
+        if apps.is_empty() {
+            "none".to_string()
+        } else {
+            md_escape(&redact::text(&apps.join(", ")))
+        }
+    );
+    if report.findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "| check | severity | finding | fix |\n|---|---|---|---|");
+    for f in &report.findings {
+        let _ = writeln!(
+            o,
+            "| `{}` | {} | {} | {} |",
+            f.check,
+            f.severity,
+            md_escape(&redact::text(&f.summary)),
+            md_escape(&redact::text(&f.fix.description))
+        );
+    }
+    o.push('\n');
 }
