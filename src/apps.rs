@@ -174,6 +174,27 @@ pub const LOOP_MIN_PER_MINUTE: f64 = 1.0;
 /// A live app online for this long since its last start is not looping.
 pub const SETTLED_SECS: u64 = 60;
 
+/// When an app counts as crash-looping; the defaults are the constants
+/// above, `diagnose --loop-restarts/--loop-rate` change them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoopThresholds {
+    pub restarts: u64,
+    pub min_starts: usize,
+    pub per_minute: f64,
+    pub settled_secs: u64,
+}
+
+impl Default for LoopThresholds {
+    fn default() -> Self {
+        LoopThresholds {
+            restarts: CRASH_LOOP_RESTARTS,
+            min_starts: LOOP_MIN_STARTS,
+            per_minute: LOOP_MIN_PER_MINUTE,
+            settled_secs: SETTLED_SECS,
+        }
+    }
+}
+
 /// Why an app counts as crash-looping.
 pub struct LoopVerdict {
     pub errored: bool,
@@ -184,25 +205,26 @@ pub struct LoopVerdict {
 }
 
 /// `Some` when the app is crash-looping: `errored`, restarting fast in
-/// pm2.log, or restarted at least [`CRASH_LOOP_RESTARTS`] times. An app the
-/// live daemon reports online for [`SETTLED_SECS`] is not looping now,
-/// whatever its history says.
+/// pm2.log, or restarted at least `t.restarts` times. An app the live
+/// daemon reports online for `t.settled_secs` is not looping now, whatever
+/// its history says.
 pub fn loop_verdict(
     app: &AppView,
     rates: &std::collections::BTreeMap<String, (usize, i64, i64)>,
     now_secs: u64,
+    t: &LoopThresholds,
 ) -> Option<LoopVerdict> {
     let restarts = app.restart_time.unwrap_or(0);
     let errored = app.status.as_deref() == Some("errored");
     let rate = crate::logs::rate_for(rates, &app.label(), &app.name)
         .and_then(|&(n, a, b)| crate::logs::per_minute(n, a, b).map(|r| (n, a, b, r)));
-    let fast = rate.is_some_and(|(n, _, _, r)| n >= LOOP_MIN_STARTS && r >= LOOP_MIN_PER_MINUTE);
+    let fast = rate.is_some_and(|(n, _, _, r)| n >= t.min_starts && r >= t.per_minute);
     let settled = app.source == "daemon"
         && app.status.as_deref() == Some("online")
         && app
             .pm_uptime
-            .is_some_and(|ms| now_secs.saturating_sub(ms / 1000) >= SETTLED_SECS);
-    (!settled && (errored || fast || restarts >= CRASH_LOOP_RESTARTS)).then_some(LoopVerdict {
+            .is_some_and(|ms| now_secs.saturating_sub(ms / 1000) >= t.settled_secs);
+    (!settled && (errored || fast || restarts >= t.restarts)).then_some(LoopVerdict {
         errored,
         rate,
         fast,

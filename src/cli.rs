@@ -152,6 +152,15 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "MIB", default_value_t = 100)]
     pub log_size_limit: u64,
 
+    /// An app restarted this many times counts as crash-looping (app.crash-loop)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub loop_restarts: u64,
+
+    /// An app starting this often (starts a minute, 5 or more in pm2.log's
+    /// tail) counts as crash-looping
+    #[arg(long, value_name = "PER_MIN", default_value_t = 1.0, value_parser = parse_rate)]
+    pub loop_rate: f64,
+
     /// Read the process table from a JSON snapshot instead of the OS (replaying
     /// a captured incident, or a fixture)
     #[arg(long, value_name = "FILE")]
@@ -402,6 +411,17 @@ fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// Starts a minute: positive and finite.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of starts a minute"))?;
+    if !(r.is_finite() && r > 0.0) {
+        return Err("must be a positive number of starts a minute".into());
+    }
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +439,24 @@ mod tests {
             panic!()
         };
         assert_eq!(d.log_size_limit, crate::config::DEFAULT_LOG_LIMIT_MIB);
+        let loops = crate::apps::LoopThresholds::default();
+        assert_eq!(d.loop_restarts, loops.restarts);
+        assert_eq!(d.loop_rate, loops.per_minute);
+    }
+
+    #[test]
+    fn loop_thresholds_must_be_positive() {
+        for bad in [
+            ["--loop-restarts", "0"],
+            ["--loop-rate", "0"],
+            ["--loop-rate", "-1"],
+            ["--loop-rate", "nan"],
+            ["--loop-rate", "inf"],
+        ] {
+            let r = Cli::try_parse_from(["pm2-doctor", "diagnose", bad[0], bad[1]]);
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+        assert!(Cli::try_parse_from(["pm2-doctor", "diagnose", "--loop-rate", "0.5"]).is_ok());
     }
 
     #[test]

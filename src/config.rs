@@ -28,6 +28,8 @@ pub struct Config {
     pub output: Option<PathBuf>,
     /// An ecosystem file to lint with the diagnosis.
     pub ecosystem: Option<PathBuf>,
+    /// When an app counts as crash-looping.
+    pub loops: crate::apps::LoopThresholds,
 }
 
 /// The default size above which a log is reported (log.oversized).
@@ -53,6 +55,7 @@ impl Config {
             log_limit: DEFAULT_LOG_LIMIT_MIB * 1024 * 1024,
             output: None,
             ecosystem: None,
+            loops: crate::apps::LoopThresholds::default(),
         }
     }
 
@@ -89,6 +92,11 @@ impl Config {
             log_limit: args.log_size_limit.saturating_mul(1024 * 1024),
             output: args.output.clone(),
             ecosystem: args.ecosystem.clone(),
+            loops: crate::apps::LoopThresholds {
+                restarts: args.loop_restarts,
+                per_minute: args.loop_rate,
+                ..crate::apps::LoopThresholds::default()
+            },
         })
     }
 

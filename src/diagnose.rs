@@ -210,7 +210,7 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     };
     let apps = crate::apps::collect(daemon_apps, home.dump.apps());
     if home.exists {
-        logs.add_apps(&cfg.paths, &apps);
+        logs.add_apps(&cfg.paths, &apps, &cfg.loops);
     }
     // Ports are only traced where a finding needs them: the ports orphans
     // hold, and the owners of ports failing apps want.
@@ -272,6 +272,7 @@ pub fn evaluate(
         logs: &g.logs,
         listeners: &g.listeners,
         log_limit: cfg.log_limit,
+        loops: cfg.loops,
         lint: g.lint.as_ref().ok(),
         lint_skipped: g.lint.as_ref().err().map(String::as_str),
         now: SystemTime::now(),

@@ -605,12 +605,6 @@ const MAX_ERROR_TAILS: usize = 100;
 
 /// Reads pm2.log's tail, the error-log tails of the apps that crash-loop
 /// (the worst first, at most [`MAX_ERROR_TAILS`]), and the size of every log.
-pub fn snapshot(paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) -> LogSnapshot {
-    let mut snap = LogSnapshot::home_logs(paths);
-    snap.add_apps(paths, apps);
-    snap
-}
-
 impl LogSnapshot {
     /// What does not depend on which apps exist: `pm2.log`'s tail and the
     /// sizes in the logs folder. Read while the daemon is still answering.
@@ -643,7 +637,12 @@ impl LogSnapshot {
 
     /// The apps' part: error-log tails of crash-looping apps, and the sizes
     /// of app logs kept outside the logs folder.
-    pub fn add_apps(&mut self, paths: &crate::home::Pm2Paths, apps: &[crate::apps::AppView]) {
+    pub fn add_apps(
+        &mut self,
+        paths: &crate::home::Pm2Paths,
+        apps: &[crate::apps::AppView],
+        loops: &crate::apps::LoopThresholds,
+    ) {
         let rates = restart_rates(self.pm2_log.as_ref().and_then(|r| r.as_ref().ok()));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -651,7 +650,7 @@ impl LogSnapshot {
             .unwrap_or(0);
         let mut looping: Vec<&crate::apps::AppView> = apps
             .iter()
-            .filter(|a| crate::apps::loop_verdict(a, &rates, now).is_some())
+            .filter(|a| crate::apps::loop_verdict(a, &rates, now, loops).is_some())
             .collect();
         looping.sort_by_key(|a| std::cmp::Reverse(a.restart_time.unwrap_or(0)));
         for app in looping.into_iter().take(MAX_ERROR_TAILS) {

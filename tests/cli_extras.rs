@@ -228,3 +228,65 @@ fn report_includes_the_ecosystem_lint() {
         "the fix is shown:\n{section}"
     );
 }
+
+/// The crash-loop thresholds are the operator's: an app that restarts by
+/// design (a cron_restart job) need not be an error.
+#[test]
+fn crash_loop_thresholds_are_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let dump = serde_json::json!([{
+        "name": "nightly", "pm_exec_path": "/bin/true", "pm_pid_path": "x",
+        "status": "online", "restart_time": 60, "env": {}
+    }]);
+    fs::write(home.join("dump.pm2"), dump.to_string()).unwrap();
+    // Six starts of the app, two minutes apart: 0.5 a minute.
+    let log: String = (0..6)
+        .map(|i| {
+            format!(
+                "2026-11-28T08:{:02}:00: PM2 log: App [nightly:0] starting in -fork mode-\n",
+                i * 2
+            )
+        })
+        .collect();
+    fs::write(home.join("pm2.log"), log).unwrap();
+    let loops = |extra: &[&str]| -> Vec<String> {
+        let out = doctor()
+            .args([
+                "diagnose",
+                "--format",
+                "json",
+                "--only",
+                "app.crash-loop",
+                "--timeout",
+                "0.5",
+                "--home",
+            ])
+            .arg(&home)
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["summary"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let default = loops(&[]);
+    assert_eq!(default.len(), 1, "60 restarts >= 50: {default:?}");
+    assert!(default[0].contains("has restarted 60 times"), "{default:?}");
+    assert!(loops(&["--loop-restarts", "100"]).is_empty());
+    // Under a rate of 0.4 a minute the pm2.log starts make it a loop again.
+    let by_rate = loops(&["--loop-restarts", "100", "--loop-rate", "0.4"]);
+    assert_eq!(by_rate.len(), 1, "{by_rate:?}");
+    assert!(by_rate[0].contains("times a minute"), "{by_rate:?}");
+    let out = doctor()
+        .args(["diagnose", "--loop-rate", "0", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(16), "a usage error");
+}

@@ -54,7 +54,7 @@ pub fn check(ctx: &Context, sink: &mut Sink) {
             errored,
             rate,
             fast,
-        }) = loop_verdict(app, &rates, super::unix_secs(ctx.now))
+        }) = loop_verdict(app, &rates, super::unix_secs(ctx.now), &ctx.loops)
         else {
             continue;
         };

@@ -42,6 +42,8 @@ pub struct Context<'a> {
     pub listeners: &'a std::collections::HashMap<u16, Vec<u32>>,
     /// Size above which a log is reported.
     pub log_limit: u64,
+    /// When an app counts as crash-looping.
+    pub loops: crate::apps::LoopThresholds,
     /// The ecosystem file's lint, when one ran.
     pub lint: Option<&'a crate::lint::LintReport>,
     /// Why no lint ran.
