@@ -36,6 +36,10 @@ pub enum ProbeOutcome {
     Timeout {
         connected: bool,
         waited_ms: u64,
+        /// The process that listens on the socket (Linux: its `SO_PEERCRED`),
+        /// when the connection was made.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server_pid: Option<u32>,
     },
     /// The peer answered with bytes that are not PM2's protocol.
     Protocol {
@@ -57,6 +61,10 @@ pub struct DaemonReply {
     /// `None` when the daemon answered getVersion but not getMonitorData in time.
     pub apps: Option<Vec<MonitoredApp>>,
     pub elapsed_ms: u64,
+    /// The process that listens on the socket (Linux: its `SO_PEERCRED`):
+    /// which of several daemons of a home serves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_pid: Option<u32>,
 }
 
 /// One element of `getMonitorData`, reduced to what the checks use.
@@ -248,7 +256,8 @@ trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
 
 enum Step {
-    Connected,
+    /// Connected to the listener, whose pid when the OS tells it.
+    Connected(Option<u32>),
     Done(ProbeOutcome),
 }
 
@@ -265,14 +274,33 @@ fn classify_connect_error(e: &io::Error) -> ProbeOutcome {
     }
 }
 
-fn open(endpoint: &Endpoint, io_timeout: Duration) -> io::Result<Box<dyn Conn>> {
+/// The pid of the process listening on the other end of `s`: the kernel
+/// records it when the listener calls `listen(2)`, so it names the daemon
+/// that bound the socket, not just any process holding it.
+#[cfg(unix)]
+fn listener_pid(s: &std::os::unix::net::UnixStream) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let cred = rustix::net::sockopt::socket_peercred(s).ok()?;
+        u32::try_from(cred.pid.as_raw_nonzero().get()).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = s;
+        None
+    }
+}
+
+/// A connection, and the pid of the process serving it when known.
+fn open(endpoint: &Endpoint, io_timeout: Duration) -> io::Result<(Box<dyn Conn>, Option<u32>)> {
     match endpoint {
         #[cfg(unix)]
         Endpoint::UnixSocket(path) => {
             let s = std::os::unix::net::UnixStream::connect(path)?;
             s.set_read_timeout(Some(io_timeout))?;
             s.set_write_timeout(Some(io_timeout))?;
-            Ok(Box::new(s))
+            let pid = listener_pid(&s);
+            Ok((Box::new(s), pid))
         }
         // A missing pipe is error 2 (Missing), a foreign one error 5
         // (PermissionDenied); a busy one (231) is waited for up to the
@@ -280,9 +308,10 @@ fn open(endpoint: &Endpoint, io_timeout: Duration) -> io::Result<Box<dyn Conn>> 
         // the synchronous handle have no timeout of their own: the caller's
         // deadline bounds them, as for a wedged unix socket.
         #[cfg(windows)]
-        Endpoint::NamedPipe(name) => Ok(Box::new(crate::platform::windows::open_pipe(
-            name, io_timeout,
-        )?)),
+        Endpoint::NamedPipe(name) => Ok((
+            Box::new(crate::platform::windows::open_pipe(name, io_timeout)?),
+            None,
+        )),
         #[allow(unreachable_patterns)]
         _ => Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -353,6 +382,7 @@ fn read_reply(
                 return Err(ProbeOutcome::Timeout {
                     connected: true,
                     waited_ms: 0,
+                    server_pid: None,
                 })
             }
             Err(e) => {
@@ -366,14 +396,14 @@ fn read_reply(
 
 fn exchange(endpoint: Endpoint, deadline: Duration, tx: mpsc::Sender<Step>) {
     let started = Instant::now();
-    let mut conn = match open(&endpoint, deadline) {
+    let (mut conn, server_pid) = match open(&endpoint, deadline) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Step::Done(classify_connect_error(&e)));
             return;
         }
     };
-    let _ = tx.send(Step::Connected);
+    let _ = tx.send(Step::Connected(server_pid));
     let pid = std::process::id();
     let (id_version, id_monitor) = (format!("{pid}:0"), format!("{pid}:1"));
     // The monitor call first: the daemon measures every app before it
@@ -416,6 +446,7 @@ fn exchange(endpoint: Endpoint, deadline: Duration, tx: mpsc::Sender<Step>) {
         version,
         apps,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        server_pid,
     })));
 }
 
@@ -482,10 +513,11 @@ pub fn start_connect_only(endpoint: &Endpoint, deadline: Duration) -> Pending {
     let job = move |tx: mpsc::Sender<Step>| {
         let started = Instant::now();
         let outcome = match open(&ep, deadline) {
-            Ok(_) => ProbeOutcome::Answered(DaemonReply {
+            Ok((_, server_pid)) => ProbeOutcome::Answered(DaemonReply {
                 version: String::new(),
                 apps: None,
                 elapsed_ms: started.elapsed().as_millis() as u64,
+                server_pid,
             }),
             Err(e) => classify_connect_error(&e),
         };
@@ -507,20 +539,25 @@ impl Pending {
             };
         };
         let mut connected = false;
-        let timeout = |connected: bool| ProbeOutcome::Timeout {
+        let mut server_pid = None;
+        let timeout = |connected: bool, server_pid: Option<u32>| ProbeOutcome::Timeout {
             // A connect-only probe that has not finished has not connected.
             connected: connected && !self.connect_only,
             waited_ms: self.started.elapsed().as_millis() as u64,
+            server_pid,
         };
         loop {
             let left = self.deadline.saturating_sub(self.started.elapsed());
             match rx.recv_timeout(left) {
-                Ok(Step::Connected) => connected = true,
+                Ok(Step::Connected(pid)) => {
+                    connected = true;
+                    server_pid = pid;
+                }
                 Ok(Step::Done(ProbeOutcome::Timeout { connected: c, .. })) => {
-                    return timeout(c || connected)
+                    return timeout(c || connected, server_pid)
                 }
                 Ok(Step::Done(outcome)) => return outcome,
-                Err(_) => return timeout(connected),
+                Err(_) => return timeout(connected, server_pid),
             }
         }
     }
@@ -721,5 +758,8 @@ mod tests {
         };
         assert_eq!(r.version, "7.0.4");
         assert_eq!(r.apps.unwrap()[0].live_pid(), Some(4242));
+        // The listener is this test process: the kernel says so.
+        #[cfg(target_os = "linux")]
+        assert_eq!(r.server_pid, Some(std::process::id()));
     }
 }

@@ -189,7 +189,7 @@ impl Wizard<'_> {
         self.step(2, "Choose what to fix")?;
         let home_dir = repair::backup::home_dir_for(&self.base, &self.cfg.paths.home);
         let source = repair::find_dump_source(&self.cfg, &home_dir);
-        let plan = repair::plan::plan(&d, source.as_deref(), None);
+        let plan = repair::plan::plan(&d, source.as_deref());
         let problems = problems(&d, &plan, source.as_deref());
         let selection = self.choose(&plan, &problems)?;
 
@@ -884,7 +884,7 @@ fn problems<'d>(d: &'d Diagnosis, plan: &Plan, source: Option<&Path>) -> Vec<Pro
             // are its own (the whole plan drops duplicates across findings).
             let mut one = d.clone();
             one.verdict.findings = vec![f.clone()];
-            let mine = repair::plan::plan(&one, source, None);
+            let mine = repair::plan::plan(&one, source);
             let steps = plan
                 .steps
                 .iter()

@@ -290,3 +290,72 @@ fn crash_loop_thresholds_are_flags() {
         .unwrap();
     assert_eq!(out.status.code(), Some(16), "a usage error");
 }
+
+/// Which of two daemons of a home listens on its sockets is read from the
+/// kernel (SO_PEERCRED), so a duplicate can keep the one that serves. Here
+/// this test process plays the daemon that binds both sockets (and never
+/// answers); the replayed process table lists it and a ghost.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_daemon_listening_on_both_sockets_is_named() {
+    use std::os::unix::net::UnixListener;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let _rpc = UnixListener::bind(home.join("rpc.sock")).unwrap();
+    let _pub = UnixListener::bind(home.join("pub.sock")).unwrap();
+    let me = std::process::id();
+    let ghost = 4_000_000;
+    let h = home.display().to_string();
+    let daemon = |pid: u32, started: u64| {
+        serde_json::json!({
+            "pid": pid, "ppid": 1, "start_time": started, "sid": pid, "uid": 1000,
+            "name": "PM2 v7.0.4: God", "cmd": [format!("PM2 v7.0.4: God Daemon ({h})")],
+            "env": {"home": h, "silent": true}
+        })
+    };
+    let snapshot = serde_json::json!({"self_pid": 1, "processes": [daemon(ghost, 1_700_000_000), daemon(me, 1_700_000_100)]});
+    let snap = tmp.path().join("procs.json");
+    fs::write(&snap, snapshot.to_string()).unwrap();
+    let out = doctor()
+        .args(["diagnose", "--format", "json", "--timeout", "0.3", "--home"])
+        .arg(&home)
+        .arg("--process-snapshot")
+        .arg(&snap)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |id: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
+            .clone()
+    };
+    let dup = find("daemon.duplicate");
+    assert_eq!(dup["evidence"]["serving_pid"], me, "{dup:#}");
+    assert_eq!(dup["evidence"]["rpc_listener_pid"], me, "{dup:#}");
+    assert_eq!(dup["evidence"]["pub_listener_pid"], me, "{dup:#}");
+    let desc = dup["fix"]["description"].as_str().unwrap();
+    assert!(
+        desc.contains(&format!("(pids {ghost})"))
+            && desc.contains(&format!("pid {me} and its apps keep running")),
+        "{desc}"
+    );
+    let ghost_row = dup["evidence"]["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["pid"] == ghost)
+        .unwrap()
+        .clone();
+    assert_eq!(ghost_row["serves_rpc_sock"], false, "{ghost_row}");
+    assert_eq!(ghost_row["serves_pub_sock"], false, "{ghost_row}");
+    // The same listener never answered: it is the wedged one.
+    let wedged = find("daemon.unresponsive");
+    assert_eq!(wedged["evidence"]["listener_pid"], me, "{wedged:#}");
+    assert_eq!(v["daemon"]["rpc"]["server_pid"], me, "{v:#}");
+    assert_eq!(v["daemon"]["pub"]["server_pid"], me, "{v:#}");
+}

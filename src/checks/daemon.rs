@@ -165,35 +165,77 @@ fn duplicates(ctx: &Context, sink: &mut Sink) {
         },
         _ => None,
     };
+    // A daemon that listens on both rpc.sock and pub.sock is the one every
+    // pm2 command reaches; the others are ghosts. Known on Linux
+    // (SO_PEERCRED). When the two sockets belong to different daemons (PM2
+    // 7.0.4's race: a second daemon binds rpc.sock but never pub.sock), no
+    // daemon fully serves and none is kept.
+    let (rpc, publ) = (ctx.daemon.rpc_listener(), ctx.daemon.pub_listener());
+    let serving = rpc.filter(|p| publ == Some(*p) && daemons.contains(p));
     let described: Vec<serde_json::Value> = daemons
         .iter()
         .filter_map(|pid| ctx.procs.get(*pid))
         .map(|p| {
-            serde_json::json!({
+            let mut d = serde_json::json!({
                 "pid": p.pid,
                 "start_time": iso(p.start_time),
                 "cmdline": p.cmdline(),
                 "in_pm2_pid": named == Some(p.pid),
-            })
+            });
+            if let Some(r) = rpc {
+                d["serves_rpc_sock"] = (r == p.pid).into();
+            }
+            if let Some(b) = publ {
+                d["serves_pub_sock"] = (b == p.pid).into();
+            }
+            d
         })
         .collect();
-    let pids: Vec<String> = daemons.iter().map(u32::to_string).collect();
+    let list = |pids: &mut dyn Iterator<Item = &u32>| {
+        pids.map(u32::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let (summary, fix) = match serving {
+        Some(s) => (
+            format!(
+                "{} PM2 daemons run for this home (pids {}); pid {s} serves rpc.sock, the others manage apps nobody can reach",
+                daemons.len(),
+                list(&mut daemons.iter())
+            ),
+            format!(
+                "back up dump.pm2, then stop the daemons that do not serve rpc.sock (pids {}) and their apps; pid {s} and its apps keep running",
+                list(&mut daemons.iter().filter(|p| **p != s))
+            ),
+        ),
+        None => {
+            let why = match (rpc, publ) {
+                (Some(r), Some(b)) if r != b => format!(
+                    "no daemon serves both sockets: pid {r} listens on rpc.sock, pid {b} on pub.sock"
+                ),
+                _ => "which one serves rpc.sock and pub.sock could not be told".to_string(),
+            };
+            (
+                format!(
+                    "{} PM2 daemons run for this home (pids {}); only one can own rpc.sock, the others manage apps nobody can reach",
+                    daemons.len(),
+                    list(&mut daemons.iter())
+                ),
+                format!(
+                    "back up dump.pm2, then stop every daemon listed here and their apps ({why}), and bring the apps back from the dump"
+                ),
+            )
+        }
+    };
     sink.push(
         Finding::new(
             CheckId::DaemonDuplicate,
-            format!(
-                "{} PM2 daemons run for this home (pids {}); only one can own rpc.sock, the others manage apps nobody can reach",
-                daemons.len(),
-                pids.join(", ")
-            ),
-            Fix::new(
-                "kill-duplicate-daemons",
-                Safety::Disruptive,
-                "back up dump.pm2, then stop every daemon listed here and their apps (which one serves rpc.sock cannot be told yet), and bring the apps back from the dump",
-            ),
+            summary,
+            Fix::new("kill-duplicate-daemons", Safety::Disruptive, fix),
         )
         .with("daemons", described)
-        .with_opt("pm2_pid", named),
+        .with_opt("pm2_pid", named)
+        .with_opt("rpc_listener_pid", rpc)
+        .with_opt("pub_listener_pid", publ)
+        .with_opt("serving_pid", serving),
     );
 }
 
@@ -235,10 +277,14 @@ fn responsiveness(ctx: &Context, sink: &mut Sink) {
         ProbeOutcome::Timeout {
             connected,
             waited_ms,
+            server_pid,
         } => {
+            let who = server_pid
+                .map(|p| format!(" (the listener is pid {p})"))
+                .unwrap_or_default();
             let summary = if *connected {
                 format!(
-                    "{endpoint} accepted a connection but did not answer within {waited_ms} ms: the daemon is wedged, and every pm2 command will hang"
+                    "{endpoint}{who} accepted a connection but did not answer within {waited_ms} ms: the daemon is wedged, and every pm2 command will hang"
                 )
             } else {
                 format!(
@@ -248,7 +294,8 @@ fn responsiveness(ctx: &Context, sink: &mut Sink) {
             sink.push(with_daemons(
                 Finding::new(CheckId::DaemonUnresponsive, summary, restart_fix(daemons))
                     .with("waited_ms", *waited_ms)
-                    .with("connected", *connected),
+                    .with("connected", *connected)
+                    .with_opt("listener_pid", *server_pid),
             ));
         }
         ProbeOutcome::Protocol { error } | ProbeOutcome::DaemonError { error } => {

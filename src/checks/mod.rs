@@ -26,6 +26,27 @@ pub struct DaemonView {
     pub publ: Option<ProbeOutcome>,
 }
 
+impl DaemonView {
+    /// The process listening on rpc.sock, when the probe connected and the
+    /// OS told (Linux).
+    pub fn rpc_listener(&self) -> Option<u32> {
+        listener(self.rpc.as_ref())
+    }
+
+    /// The process listening on pub.sock, likewise.
+    pub fn pub_listener(&self) -> Option<u32> {
+        listener(self.publ.as_ref())
+    }
+}
+
+fn listener(probe: Option<&ProbeOutcome>) -> Option<u32> {
+    match probe {
+        Some(ProbeOutcome::Answered(r)) => r.server_pid,
+        Some(ProbeOutcome::Timeout { server_pid, .. }) => *server_pid,
+        _ => None,
+    }
+}
+
 /// Everything a check may look at.
 pub struct Context<'a> {
     pub home: &'a HomeSnapshot,

@@ -153,7 +153,7 @@ fn max_safety(mode: Mode) -> Safety {
 
 fn plan_for(cfg: &Config, d: &Diagnosis, home_dir: &Path) -> Plan {
     let source = find_dump_source(cfg, home_dir);
-    plan::plan(d, source.as_deref(), None)
+    plan::plan(d, source.as_deref())
 }
 
 /// Runs a whole repair. Refuses (error) rather than change anything it

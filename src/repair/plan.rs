@@ -159,8 +159,8 @@ fn terminate_with_prefix(v: &serde_json::Value, prefix: &str, role: Role) -> Opt
 }
 
 /// Which daemons to stop for a duplicate: all but the one listening on the
-/// socket when that is known, else all of them (the apps come back by
-/// resurrect).
+/// socket when the diagnosis knew it (`serving_pid`), else all of them (the
+/// apps come back by resurrect).
 fn daemons_to_stop(f: &Finding, keep: Option<u32>) -> Vec<Action> {
     f.evidence
         .get("daemons")
@@ -172,9 +172,20 @@ fn daemons_to_stop(f: &Finding, keep: Option<u32>) -> Vec<Action> {
         .collect()
 }
 
+/// The ghosts of a `daemon.duplicate`: every listed daemon but the one the
+/// diagnosis saw serving both sockets (`serving_pid`), if it saw one.
+fn duplicate_stops(f: &Finding) -> Vec<Action> {
+    let serving = f
+        .evidence
+        .get("serving_pid")
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok());
+    daemons_to_stop(f, serving)
+}
+
 /// Turns a diagnosis into a plan. `dump_source` is the validated dump to
 /// restore from, when the diagnosis asks for one and one exists.
-pub fn plan(d: &Diagnosis, dump_source: Option<&Path>, socket_owner: Option<u32>) -> Plan {
+pub fn plan(d: &Diagnosis, dump_source: Option<&Path>) -> Plan {
     let mut plan = Plan::default();
     let mut seen = std::collections::HashSet::new();
     let mut push = |plan: &mut Plan, f: &Finding, safety: Safety, action: Action| {
@@ -239,7 +250,7 @@ pub fn plan(d: &Diagnosis, dump_source: Option<&Path>, socket_owner: Option<u32>
                 }
             }
             "kill-duplicate-daemons" => {
-                for a in daemons_to_stop(f, socket_owner) {
+                for a in duplicate_stops(f) {
                     push(&mut plan, f, safety, a);
                 }
             }
@@ -285,6 +296,34 @@ mod tests {
         let mut v = [r.clone(), q.clone(), k(Role::Daemon), k(Role::Orphan)];
         v.sort_by_key(Action::stage);
         assert_eq!(v, [k(Role::Orphan), k(Role::Daemon), q, r]);
+    }
+
+    #[test]
+    fn a_duplicate_keeps_the_daemon_serving_both_sockets() {
+        let daemon = |pid: u32| serde_json::json!({"pid": pid, "start_time": crate::checks::iso(1_700_000_000), "cmdline": "PM2 v7.0.4: God Daemon (/h)"});
+        let finding = |serving: Option<u32>| {
+            Finding::new(
+                CheckId::DaemonDuplicate,
+                "two daemons",
+                crate::findings::Fix::new("kill-duplicate-daemons", Safety::Disruptive, "x"),
+            )
+            .with("daemons", vec![daemon(10), daemon(20), daemon(30)])
+            .with_opt("serving_pid", serving)
+        };
+        let pids = |f: &Finding| -> Vec<u32> {
+            duplicate_stops(f)
+                .into_iter()
+                .map(|a| match a {
+                    Action::Terminate { pid, role, .. } => {
+                        assert_eq!(role, Role::Daemon);
+                        pid
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(pids(&finding(Some(20))), vec![10, 30]);
+        assert_eq!(pids(&finding(None)), vec![10, 20, 30], "unknown: all stop");
     }
 
     #[test]

@@ -46,11 +46,17 @@ pub fn document(d: &Diagnosis, exit_code: i32) -> serde_json::Value {
 fn summarise_probe(p: &crate::probe::ProbeOutcome) -> serde_json::Value {
     use crate::probe::ProbeOutcome;
     match p {
-        ProbeOutcome::Answered(r) => json!({
-            "state": "answered",
-            "version": r.version,
-            "elapsed_ms": r.elapsed_ms,
-        }),
+        ProbeOutcome::Answered(r) => {
+            let mut v = json!({
+                "state": "answered",
+                "version": r.version,
+                "elapsed_ms": r.elapsed_ms,
+            });
+            if let Some(pid) = r.server_pid {
+                v["server_pid"] = pid.into();
+            }
+            v
+        }
         other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
     }
 }
