@@ -16,75 +16,66 @@
 // Skip notes are printed from helpers, which `allow-print-in-tests` does not cover.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
+use common::doctor::{self, Out};
+use common::lab::{write_mode, Lab};
+use common::procfs::{alive, wait_for_exec};
+use common::prompt::Prompted;
+use common::tree::{tree, tree_with_mtimes, Tree};
+use common::{command, have, CORRUPT_DUMP, GOOD_DUMP};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pm2-doctor");
-/// Longest any pm2-doctor run may take before it counts as a hang.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-const GOOD_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"NODE_ENV":"production"}}]"#;
 /// A valid dump holding a key named like a secret: mode 644 makes it a
 /// `dump.secrets-exposed` finding, whose fix is `chmod 600`.
 const SECRET_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"NODE_ENV":"production","SECRET_TOKEN":"hunter2"}}]"#;
-const CORRUPT_DUMP: &str = "[{\"name\":";
 
 // ---------------------------------------------------------------------------
 // harness
 // ---------------------------------------------------------------------------
 
-/// A temp dir holding `home/`, `outside/` (the targets links point to) and
-/// `backups/`, plus every child process the test started.
-struct Lab {
-    tmp: tempfile::TempDir,
-    home: PathBuf,
-    out: PathBuf,
-    backups: PathBuf,
-    children: Vec<Child>,
+/// A lab with `outside/` beside the home: the targets links point to.
+fn new_lab() -> Lab {
+    let lab = Lab::new("pm2doctor-hostile-", &["pids"]);
+    fs::create_dir_all(lab.out()).unwrap();
+    lab
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl Lab {
+    fn out(&self) -> PathBuf {
+        self.root().join("outside")
     }
-}
 
-/// One pm2-doctor run.
-struct Out {
-    code: i32,
-    json: Value,
-    stdout: String,
-    stderr: String,
+    /// A file outside the home, with its mode.
+    fn outside(&self, rel: &str, content: &str, mode: u32) -> PathBuf {
+        let p = self.out().join(rel);
+        write_mode(&p, content, mode);
+        p
+    }
+
+    fn link(&self, rel: &str, target: &Path) {
+        std::os::unix::fs::symlink(target, self.path(rel)).unwrap();
+    }
+
+    fn diagnose(&self, extra: &[&str]) -> Out {
+        let mut args = vec!["diagnose", "--timeout", "0.5", "--color", "never"];
+        args.extend_from_slice(extra);
+        self.doctor(&args)
+    }
+
+    fn repair(&self, extra: &[&str]) -> Out {
+        let mut args = vec!["repair", "--yes", "--grace", "1", "--timeout", "0.5"];
+        args.extend_from_slice(extra);
+        self.doctor(&args)
+    }
 }
 
 impl Out {
-    fn findings(&self, check: &str) -> Vec<&Value> {
-        self.json["findings"]
-            .as_array()
-            .map(|a| a.iter().filter(|f| f["check"] == check).collect())
-            .unwrap_or_default()
-    }
-
-    fn status(&self, check: &str) -> String {
-        self.json["checks"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["id"] == check))
-            .and_then(|c| c["status"].as_str())
-            .unwrap_or_else(|| panic!("no check {check} in {}", self.stdout))
-            .to_string()
-    }
-
     /// The `results` of a repair, by the path (or pid) each action names.
     fn result_for(&self, key: &str) -> &Value {
         self.json["results"]
@@ -107,16 +98,6 @@ impl Out {
     }
 }
 
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 fn action_key(a: &Value) -> String {
     a["path"]
         .as_str()
@@ -126,212 +107,15 @@ fn action_key(a: &Value) -> String {
         .unwrap_or_default()
 }
 
-impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::Builder::new()
-            .prefix("pm2doctor-hostile-")
-            .tempdir()
-            .unwrap();
-        let home = tmp.path().join("home");
-        let out = tmp.path().join("outside");
-        fs::create_dir_all(home.join("pids")).unwrap();
-        fs::create_dir_all(&out).unwrap();
-        Lab {
-            backups: tmp.path().join("backups"),
-            home,
-            out,
-            tmp,
-            children: Vec::new(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.home.join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &str) {
-        fs::write(self.path(rel), content).unwrap();
-    }
-
-    fn chmod(&self, rel: &str, mode: u32) {
-        fs::set_permissions(self.path(rel), fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    /// A file outside the home, with its mode.
-    fn outside(&self, rel: &str, content: &str, mode: u32) -> PathBuf {
-        let p = self.out.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-        p
-    }
-
-    fn link(&self, rel: &str, target: &Path) {
-        std::os::unix::fs::symlink(target, self.path(rel)).unwrap();
-    }
-
-    fn stale_socket(&self, rel: &str) {
-        drop(std::os::unix::net::UnixListener::bind(self.path(rel)).unwrap());
-    }
-
-    fn base_cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::new(BIN);
-        c.env_clear()
-            .env("PATH", path_var())
-            .env("HOME", self.tmp.path())
-            .timeout(DEADLINE);
-        c
-    }
-
-    /// `pm2-doctor <args> --home <home> --format json`, plus `--backup-dir`
-    /// for the commands that keep runs. A run past [`DEADLINE`] fails.
-    fn doctor(&self, args: &[&str]) -> Out {
-        let mut c = self.base_cmd();
-        c.args(args).arg("--home").arg(&self.home);
-        if args[0] != "diagnose" && !args.contains(&"--backup-dir") {
-            c.arg("--backup-dir").arg(&self.backups);
-        }
-        c.args(["--format", "json"]);
-        finish(&c.output().unwrap(), args)
-    }
-
-    fn diagnose(&self, extra: &[&str]) -> Out {
-        let mut args = vec!["diagnose", "--timeout", "0.5", "--color", "never"];
-        args.extend_from_slice(extra);
-        self.doctor(&args)
-    }
-
-    fn repair(&self, extra: &[&str]) -> Out {
-        let mut args = vec!["repair", "--yes", "--grace", "1", "--timeout", "0.5"];
-        args.extend_from_slice(extra);
-        self.doctor(&args)
-    }
-}
-
-fn finish(out: &std::process::Output, args: &[&str]) -> Out {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = out.status.code().unwrap_or_else(|| {
-        panic!(
-            "pm2-doctor {args:?} did not exit by itself ({}): killed at the {DEADLINE:?} deadline?\nstderr:\n{stderr}",
-            out.status
-        )
-    });
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    Out {
-        code,
-        json,
-        stdout,
-        stderr,
-    }
-}
-
-fn path_var() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
-}
-
 fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
-        })
-        .unwrap_or(false)
-}
-
-/// What a path is, read without following it: kind, bytes (as a hash),
-/// mode, owner, link target, and optionally its mtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Print {
-    kind: &'static str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    sha256: Option<String>,
-    link: Option<PathBuf>,
-    mtime: Option<(i64, i64)>,
-}
-
-fn print_of(p: &Path, with_mtime: bool) -> Print {
-    let m = fs::symlink_metadata(p).unwrap();
-    let ft = m.file_type();
-    let kind = if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_socket() {
-        "socket"
-    } else {
-        "special"
-    };
-    Print {
-        kind,
-        mode: m.permissions().mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
-        sha256: ft.is_file().then(|| {
-            let bytes = fs::read(p).unwrap();
-            Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        }),
-        link: ft.is_symlink().then(|| fs::read_link(p).unwrap()),
-        mtime: with_mtime.then(|| (m.mtime(), m.mtime_nsec())),
-    }
-}
-
-/// `root` itself (as "") and everything under it, never following a link.
-fn prints(root: &Path, with_mtime: bool) -> BTreeMap<String, Print> {
-    fn walk(root: &Path, dir: &Path, with_mtime: bool, out: &mut BTreeMap<String, Print>) {
-        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            let print = print_of(&p, with_mtime);
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if print.kind == "dir" {
-                walk(root, &p, with_mtime, out);
-            }
-            out.insert(rel, print);
-        }
-    }
-    let mut out = BTreeMap::new();
-    out.insert(String::new(), print_of(root, with_mtime));
-    walk(root, root, with_mtime, &mut out);
-    out
-}
-
 /// Outside targets: everything, mtimes included.
-fn outside_prints(lab: &Lab) -> BTreeMap<String, Print> {
-    prints(&lab.out, true)
-}
-
-/// The home: kind, bytes, mode, owner and link targets (undo puts mtimes
-/// of files back, but a recreated socket is new).
-fn home_tree(lab: &Lab) -> BTreeMap<String, Print> {
-    prints(&lab.home, false)
+fn outside_tree(lab: &Lab) -> Tree {
+    tree_with_mtimes(&lab.out())
 }
 
 fn symlink_paths(out: &Out) -> BTreeSet<String> {
@@ -347,7 +131,7 @@ fn symlink_paths(out: &Out) -> BTreeSet<String> {
 
 #[test]
 fn symlinked_files_are_reported_and_repair_never_follows_them() {
-    let lab = Lab::new();
+    let lab = new_lab();
     // Outside: every file PM2 uses, each with its own mode; the main dump
     // corrupt (which would call for a restore) and the backup dump valid
     // but world-readable with a secret (which would call for a chmod).
@@ -365,12 +149,12 @@ fn symlinked_files_are_reported_and_repair_never_follows_them() {
     for (rel, target) in &targets {
         lab.link(rel, target);
     }
-    lab.link("logs", &lab.out.join("logs"));
+    lab.link("logs", &lab.out().join("logs"));
     // Real breakage beside the links, so repair has work to do.
     lab.stale_socket("rpc.sock");
     lab.write("pids/api-1.pid", "999997");
-    let outside = outside_prints(&lab);
-    let home_before = home_tree(&lab);
+    let outside = outside_tree(&lab);
+    let home_before = tree(&lab.home);
 
     let d = lab.diagnose(&[]);
     assert_eq!(d.code & 8, 8, "unknown checks make exit bit 8:\n{d}");
@@ -404,7 +188,7 @@ fn symlinked_files_are_reported_and_repair_never_follows_them() {
         "{d}"
     );
     assert!(d.findings("dump.secrets-exposed").is_empty(), "{d}");
-    assert_eq!(outside, outside_prints(&lab), "diagnose changed nothing");
+    assert_eq!(outside, outside_tree(&lab), "diagnose changed nothing");
 
     let r = lab.repair(&[]);
     assert_eq!(r.code & 1, 1, "the real breakage is fixed:\n{r}");
@@ -416,7 +200,7 @@ fn symlinked_files_are_reported_and_repair_never_follows_them() {
     assert!(!lab.path("rpc.sock").exists() && !lab.path("pids/api-1.pid").exists());
     assert_eq!(
         outside,
-        outside_prints(&lab),
+        outside_tree(&lab),
         "repair changed something outside the home"
     );
     for (rel, target) in &targets {
@@ -424,25 +208,25 @@ fn symlinked_files_are_reported_and_repair_never_follows_them() {
     }
     assert_eq!(
         fs::read_link(lab.path("logs")).unwrap(),
-        lab.out.join("logs")
+        lab.out().join("logs")
     );
 
     let u = lab.doctor(&["undo"]);
     assert_eq!(u.code, 0, "{u}");
-    assert_eq!(home_tree(&lab), home_before, "undo restores the home");
-    assert_eq!(outside, outside_prints(&lab), "undo stays in the home too");
+    assert_eq!(tree(&lab.home), home_before, "undo restores the home");
+    assert_eq!(outside, outside_tree(&lab), "undo stays in the home too");
 }
 
 #[test]
 fn a_symlinked_pids_folder_is_not_followed() {
-    let lab = Lab::new();
+    let lab = new_lab();
     fs::remove_dir(lab.path("pids")).unwrap();
     lab.outside("pids/web-0.pid", "999998", 0o644);
     lab.outside("pids/api-1.pid", "not a pid", 0o600);
     lab.outside("pids/ticker-2.pid", &std::process::id().to_string(), 0o644);
-    lab.link("pids", &lab.out.join("pids"));
+    lab.link("pids", &lab.out().join("pids"));
     lab.write("pm2.pid", "999999");
-    let outside = outside_prints(&lab);
+    let outside = outside_tree(&lab);
 
     let d = lab.diagnose(&[]);
     assert_eq!(
@@ -468,16 +252,16 @@ fn a_symlinked_pids_folder_is_not_followed() {
             .all(|p| !p.starts_with(lab.path("pids").to_str().unwrap())),
         "{r}"
     );
-    assert_eq!(outside, outside_prints(&lab), "the outside pids untouched");
+    assert_eq!(outside, outside_tree(&lab), "the outside pids untouched");
     assert_eq!(
         fs::read_link(lab.path("pids")).unwrap(),
-        lab.out.join("pids")
+        lab.out().join("pids")
     );
 }
 
 #[test]
 fn a_symlinked_logs_folder_is_reported_not_followed() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let big = lab.outside("logs/web-out.log", "", 0o644);
     // 2 MiB without writing them (sparse), over a 1 MiB threshold.
     fs::OpenOptions::new()
@@ -486,7 +270,7 @@ fn a_symlinked_logs_folder_is_reported_not_followed() {
         .unwrap()
         .set_len(2 * 1024 * 1024)
         .unwrap();
-    lab.link("logs", &lab.out.join("logs"));
+    lab.link("logs", &lab.out().join("logs"));
 
     let d = lab.diagnose(&["--log-size-limit", "1"]);
     let outside_named: Vec<&Value> = d
@@ -513,14 +297,14 @@ fn dump_steps_never_reach_through_a_symlinked_backup_dump() {
     // A world-readable dump with a secret: chmod 600 applies to dump.pm2,
     // and must not follow the dump.pm2.bak link out of the home (the
     // "Cautions" of docs/repair.md say it does; it does not).
-    let lab = Lab::new();
+    let lab = new_lab();
     lab.write("dump.pm2", SECRET_DUMP);
     lab.chmod("dump.pm2", 0o644);
     lab.link(
         "dump.pm2.bak",
         &lab.outside("dump.pm2.bak", SECRET_DUMP, 0o644),
     );
-    let outside = outside_prints(&lab);
+    let outside = outside_tree(&lab);
     let r = lab.repair(&[]);
     assert_eq!(r.code & 1, 1, "{r}");
     assert_eq!(
@@ -531,18 +315,18 @@ fn dump_steps_never_reach_through_a_symlinked_backup_dump() {
             & 0o777,
         0o600
     );
-    assert_eq!(outside, outside_prints(&lab), "the linked backup keeps 644");
+    assert_eq!(outside, outside_tree(&lab), "the linked backup keeps 644");
 
     // A corrupt dump whose only valid copy is behind the link: nothing to
     // restore from (the link is not followed), so nothing is rewritten.
-    let lab = Lab::new();
+    let lab = new_lab();
     lab.write("dump.pm2", CORRUPT_DUMP);
     lab.link(
         "dump.pm2.bak",
         &lab.outside("dump.pm2.bak", GOOD_DUMP, 0o600),
     );
-    let outside = outside_prints(&lab);
-    let before = home_tree(&lab);
+    let outside = outside_tree(&lab);
+    let before = tree(&lab.home);
     let r = lab.repair(&[]);
     assert!(
         !r.planned_paths()
@@ -554,21 +338,21 @@ fn dump_steps_never_reach_through_a_symlinked_backup_dump() {
         CORRUPT_DUMP,
         "not restored from a file outside the home:\n{r}"
     );
-    assert_eq!(home_tree(&lab), before);
-    assert_eq!(outside, outside_prints(&lab));
+    assert_eq!(tree(&lab.home), before);
+    assert_eq!(outside, outside_tree(&lab));
 }
 
 #[test]
 fn a_backup_dir_that_links_into_the_home_is_refused() {
-    let lab = Lab::new();
+    let lab = new_lab();
     lab.write("pm2.pid", "999999");
     lab.write("pids/web-0.pid", "999998");
 
     // The link's target exists inside the home.
     fs::create_dir(lab.path("kept")).unwrap();
-    let link = lab.tmp.path().join("backups-link");
+    let link = lab.root().join("backups-link");
     std::os::unix::fs::symlink(lab.path("kept"), &link).unwrap();
-    let before = home_tree(&lab);
+    let before = tree(&lab.home);
     let link_s = link.to_str().unwrap();
     let r = lab.doctor(&[
         "repair",
@@ -580,24 +364,21 @@ fn a_backup_dir_that_links_into_the_home_is_refused() {
     ]);
     assert_eq!(r.code, 8, "{r}");
     assert!(r.stderr.contains("inside the PM2 home"), "{r}");
-    assert_eq!(home_tree(&lab), before, "nothing changed, nothing created");
+    assert_eq!(tree(&lab.home), before, "nothing changed, nothing created");
 
     // The same through PM2_DOCTOR_BACKUP_DIR.
-    let out = lab
-        .base_cmd()
-        .env("PM2_DOCTOR_BACKUP_DIR", &link)
+    let mut cmd = doctor::sandboxed(lab.root());
+    cmd.env("PM2_DOCTOR_BACKUP_DIR", &link)
         .args(["repair", "--yes", "--timeout", "0.5", "--home"])
-        .arg(&lab.home)
-        .output()
-        .unwrap();
-    let r = finish(&out, &["repair"]);
+        .arg(&lab.home);
+    let r = doctor::run(cmd, "repair");
     assert_eq!(r.code, 8, "{r}");
     assert!(r.stderr.contains("inside the PM2 home"), "{r}");
-    assert_eq!(home_tree(&lab), before);
+    assert_eq!(tree(&lab.home), before);
 
     // The link dangles into the home: the folder must not be created there.
     fs::remove_dir(lab.path("kept")).unwrap();
-    let before = home_tree(&lab);
+    let before = tree(&lab.home);
     let r = lab.doctor(&[
         "repair",
         "--yes",
@@ -607,7 +388,7 @@ fn a_backup_dir_that_links_into_the_home_is_refused() {
         link_s,
     ]);
     assert_eq!(r.code, 8, "{r}");
-    assert_eq!(home_tree(&lab), before, "nothing created in the home:\n{r}");
+    assert_eq!(tree(&lab.home), before, "nothing created in the home:\n{r}");
     assert!(lab.path("pm2.pid").exists() && lab.path("pids/web-0.pid").exists());
 }
 
@@ -617,40 +398,40 @@ fn a_backup_dir_that_links_into_the_home_is_refused() {
 
 #[test]
 fn a_hard_linked_pid_file_is_unlinked_and_the_outside_file_kept() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let daemon = lab.outside("daemon.pid", "999999", 0o640);
     let app = lab.outside("shared.pid", "999998", 0o604);
     fs::hard_link(&daemon, lab.path("pm2.pid")).unwrap();
     fs::hard_link(&app, lab.path("pids/web-0.pid")).unwrap();
-    let outside = outside_prints(&lab);
-    let before = home_tree(&lab);
+    let outside = outside_tree(&lab);
+    let before = tree(&lab.home);
 
     let r = lab.repair(&[]);
     assert_eq!(r.code & 1, 1, "{r}");
     assert!(!lab.path("pm2.pid").exists() && !lab.path("pids/web-0.pid").exists());
     assert_eq!(
         outside,
-        outside_prints(&lab),
+        outside_tree(&lab),
         "the outside names keep bytes, mode and mtime"
     );
     assert_eq!(fs::metadata(&app).unwrap().nlink(), 1);
 
     let u = lab.doctor(&["undo"]);
     assert_eq!(u.code, 0, "{u}");
-    assert_eq!(home_tree(&lab), before, "undo puts the content back");
-    assert_eq!(outside, outside_prints(&lab));
+    assert_eq!(tree(&lab.home), before, "undo puts the content back");
+    assert_eq!(outside, outside_tree(&lab));
 }
 
 #[test]
 fn chmod_of_a_hard_linked_dump_leaves_the_outside_name_alone() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let shared = lab.outside("shared-dump", SECRET_DUMP, 0o644);
     fs::hard_link(&shared, lab.path("dump.pm2")).unwrap();
-    let outside = outside_prints(&lab);
+    let outside = outside_tree(&lab);
     let r = lab.repair(&[]);
     assert_eq!(
         outside,
-        outside_prints(&lab),
+        outside_tree(&lab),
         "a file outside the home changed mode:\n{r}"
     );
 }
@@ -659,87 +440,20 @@ fn chmod_of_a_hard_linked_dump_leaves_the_outside_name_alone() {
 // the home changes under a running repair
 // ---------------------------------------------------------------------------
 
-/// A repair that pauses after action `n` until `resume` exists. Returns the
-/// child once it says it paused.
-fn paused_repair(lab: &Lab, n: usize, resume: &Path) -> Child {
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", path_var())
-        .env("HOME", lab.tmp.path())
-        .env("PM2_DOCTOR_TEST_PAUSE_AFTER", n.to_string())
-        .env("PM2_DOCTOR_TEST_RESUME_FILE", resume)
-        .args(["repair", "--yes", "--grace", "1", "--timeout", "0.5"])
-        .arg("--home")
-        .arg(&lab.home)
-        .arg("--backup-dir")
-        .arg(&lab.backups)
-        .args(["--format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&format!("paused after action {n}")) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("repair never paused after action {n}");
-    }
-    child
-}
-
-/// Waits for a child with a deadline; kills it (by pid) and fails on a hang.
-fn wait_output(mut child: Child, what: &str) -> (i32, String) {
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code().unwrap_or(-1), reader.join().unwrap())
-}
-
 #[test]
 fn a_pid_file_rewritten_between_two_actions_is_left_alone() {
-    let lab = Lab::new();
+    let lab = new_lab();
     lab.write("pm2.pid", "999999"); // action 1
     lab.write("pids/api-1.pid", "999997"); // action 2
     lab.write("pids/web-0.pid", "999998"); // action 3
-    let resume = lab.tmp.path().join("resume");
-    let child = paused_repair(&lab, 1, &resume);
+    let resume = lab.root().join("resume");
+    let paused = lab.paused_repair(1, Some(&resume));
     assert!(!lab.path("pm2.pid").exists(), "action 1 ran");
     assert!(lab.path("pids/web-0.pid").exists(), "action 3 did not");
     // Between action 1 and action 3, somebody writes the pid file again.
     lab.write("pids/web-0.pid", "424242");
     fs::write(&resume, "").unwrap();
-    let (code, stdout) = wait_output(child, "the resumed repair");
-    let json: Value = serde_json::from_str(&stdout).unwrap();
-    let r = Out {
-        code,
-        json,
-        stdout,
-        stderr: String::new(),
-    };
+    let r = paused.finish().expect_json();
     let web = r.result_for(lab.path("pids/web-0.pid").to_str().unwrap());
     assert_eq!(web["state"], "skipped", "{r}");
     assert!(
@@ -756,10 +470,10 @@ fn a_pid_file_rewritten_between_two_actions_is_left_alone() {
     );
     // The other actions ran; the run does not count the skip as a failure.
     assert!(!lab.path("pids/api-1.pid").exists());
-    assert_eq!(code & 1, 1, "{r}");
-    assert_eq!(code & 8, 0, "{r}");
+    assert_eq!(r.code & 1, 1, "{r}");
+    assert_eq!(r.code & 8, 0, "{r}");
     // The journal agrees, and no later pass moved the file either.
-    let run_dir = PathBuf::from(r.json["backup_dir"].as_str().unwrap());
+    let run_dir = r.run_dir();
     let manifest: Value =
         serde_json::from_slice(&fs::read(run_dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["state"], "complete");
@@ -773,68 +487,15 @@ fn a_pid_file_rewritten_between_two_actions_is_left_alone() {
 
 #[test]
 fn a_pid_file_rewritten_while_the_prompt_waits_is_left_alone() {
-    if !have("script") {
-        eprintln!("note: skipping: `script` (util-linux) is needed for a terminal");
-        return;
-    }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.write("pm2.pid", "999999");
-    let cmdline = format!(
-        "'{BIN}' repair --home '{}' --backup-dir '{}' --timeout 0.5 --color never",
-        lab.home.display(),
-        lab.backups.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &cmdline, "/dev/null"])
-        .env_clear()
-        .env("PATH", path_var())
-        .env("HOME", lab.tmp.path())
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    lab.children.push(child);
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        let mut told = false;
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if !told && String::from_utf8_lossy(&all).contains("[y/N]") {
-                told = true;
-                let _ = tx.send(());
-            }
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("repair never asked");
+    let Some(mut prompted) = Prompted::start(&lab) else {
+        return;
+    };
     // While the person reads the plan, a new daemon starts and writes its pid.
-    let daemon = Command::new("sleep")
-        .arg("300")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let new_pid = daemon.id().to_string();
-    lab.children.push(daemon);
+    let new_pid = lab.spawn(command("sleep").arg("300")).to_string();
     lab.write("pm2.pid", &new_pid);
-    stdin.write_all(b"y").unwrap();
-    stdin.flush().unwrap();
-    let started = Instant::now();
-    while lab.children[0].try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < DEADLINE, "repair hung after the answer");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(stdin);
-    let transcript = reader.join().unwrap();
+    let (_, transcript) = prompted.yes();
     assert_eq!(
         fs::read_to_string(lab.path("pm2.pid")).ok().as_deref(),
         Some(new_pid.as_str()),
@@ -893,8 +554,8 @@ impl Drop for Mount {
 
 #[test]
 fn a_read_only_home_is_diagnosed_and_repair_fails_cleanly() {
-    let mut lab = Lab::new();
-    let Some(mount) = Mount::tmpfs(&lab.tmp.path().join("mnt")) else {
+    let mut lab = new_lab();
+    let Some(mount) = Mount::tmpfs(&lab.root().join("mnt")) else {
         return;
     };
     lab.home = mount.0.join("home");
@@ -912,7 +573,7 @@ fn a_read_only_home_is_diagnosed_and_repair_fails_cleanly() {
         fs::write(lab.path("probe"), "x").is_err(),
         "the mount is read-only"
     );
-    let before = home_tree(&lab);
+    let before = tree(&lab.home);
 
     let d = lab.diagnose(&[]);
     assert_eq!(d.code, 4, "diagnose works on a read-only home:\n{d}");
@@ -941,7 +602,7 @@ fn a_read_only_home_is_diagnosed_and_repair_fails_cleanly() {
             "{a}"
         );
     }
-    assert_eq!(home_tree(&lab), before);
+    assert_eq!(tree(&lab.home), before);
     let u = lab.doctor(&["undo"]);
     assert_eq!(u.code, 0, "nothing to put back:\n{u}");
     assert_eq!(u.json["restored"], 0, "{u}");
@@ -959,7 +620,7 @@ fn a_read_only_home_is_diagnosed_and_repair_fails_cleanly() {
     assert_eq!(r.code, 8, "{r}");
     assert!(r.stderr.contains("nothing was changed"), "{r}");
     assert!(r.stderr.contains("Read-only file system"), "{r}");
-    assert_eq!(home_tree(&lab), before);
+    assert_eq!(tree(&lab.home), before);
     drop(mount);
 }
 
@@ -986,47 +647,25 @@ fn chown_tree(root: &Path, uid: u32) {
 fn marked_sleep(lab: &mut Lab, uid: Option<u32>) -> u32 {
     let mut cmd = match uid {
         Some(u) => {
-            let mut c = Command::new("setpriv");
+            let mut c = command("setpriv");
             c.args([
                 &format!("--reuid={u}"),
                 &format!("--regid={u}"),
                 "--clear-groups",
-                "env",
+                "sleep",
             ]);
             c
         }
-        None => Command::new("env"),
+        None => command("sleep"),
     };
-    let child = cmd
-        .arg(format!("PM2_HOME={}", lab.home.display()))
-        .args(["pm_id=0", "name=web", "unique_id=u", "sleep", "300"])
-        .env_clear()
-        .env("PATH", path_var())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    lab.children.push(child);
-    // Wait for the exec chain to reach `sleep` with its final environment.
-    let started = Instant::now();
-    loop {
-        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmd.starts_with(b"sleep\0") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{pid} never became sleep"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let markers = lab.markers("web", 0);
+    let pid = lab.spawn(cmd.arg("300").envs(markers));
+    wait_for_exec(pid, "sleep");
     pid
 }
 
 fn owners(lab: &Lab) -> BTreeMap<String, (u32, u32)> {
-    home_tree(lab)
+    tree(&lab.home)
         .into_iter()
         .map(|(k, p)| (k, (p.uid, p.gid)))
         .collect()
@@ -1038,7 +677,7 @@ fn another_users_home_repaired_by_root_keeps_its_owner() {
         eprintln!("note: skipping: needs root and setpriv");
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     // Only the home changes owner; its parent stays root's and private.
     lab.write("pm2.pid", "999999");
     lab.write("pids/api-1.pid", "999997");
@@ -1050,7 +689,7 @@ fn another_users_home_repaired_by_root_keeps_its_owner() {
     chown_tree(&lab.home, OTHER);
     let users = marked_sleep(&mut lab, Some(OTHER));
     let roots = marked_sleep(&mut lab, None);
-    let before = home_tree(&lab);
+    let before = tree(&lab.home);
     assert!(owners(&lab).values().all(|o| *o == (OTHER, OTHER)));
 
     let d = lab.diagnose(&[]);
@@ -1096,5 +735,5 @@ fn another_users_home_repaired_by_root_keeps_its_owner() {
     // Undo: every file back, with the user's ownership.
     let u = lab.doctor(&["undo"]);
     assert_eq!(u.code, 0, "{u}");
-    assert_eq!(home_tree(&lab), before, "undo round trip, owners included");
+    assert_eq!(tree(&lab.home), before, "undo round trip, owners included");
 }

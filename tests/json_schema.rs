@@ -12,13 +12,17 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use assert_cmd::Command;
+mod common;
+
+use common::doctor::BIN;
+use common::lab::{write_mode, Lab};
+use common::procfs::wait_for_exec;
+use common::scenario::{self, Scenario};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::{Command, Output};
 
 const SCHEMA_DIR: &str = "docs/schema";
 const COMMANDS: &[&str] = &[
@@ -131,17 +135,7 @@ fn run_valid(name: &str, cmd: &mut Command, what: &str) -> (i32, Value) {
 }
 
 fn bin() -> Command {
-    Command::cargo_bin("pm2-doctor").unwrap()
-}
-
-/// A clean environment: no PM2_HOME, OVER_HOME or backup dir leaks in.
-fn clean(home_dir: &Path) -> Command {
-    let mut c = bin();
-    c.env_clear().env("HOME", home_dir);
-    if let Some(path) = std::env::var_os("PATH") {
-        c.env("PATH", path);
-    }
-    c
+    Command::new(BIN)
 }
 
 fn all_ids() -> Vec<(String, String)> {
@@ -237,68 +231,12 @@ fn checks_document_and_the_schema_enums_agree_with_the_binary() {
 
 // ---------------------------------------------------------------- diagnose
 
-fn copy_templated(from: &Path, to: &Path, root: &str) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-            copy_templated(&entry.path(), &dest, root);
-        } else {
-            let bytes = fs::read(entry.path()).unwrap();
-            let out = match String::from_utf8(bytes) {
-                Ok(text) => text.replace("{{ROOT}}", root).into_bytes(),
-                Err(e) => e.into_bytes(),
-            };
-            fs::write(&dest, out).unwrap();
-        }
-    }
-}
-
-/// A fixture scenario as `tests/fixtures.rs` prepares it: used in place
-/// when `"copy": false`, else copied with `{{ROOT}}` filled in and the modes,
-/// symlinks and stale sockets git cannot store applied.
-struct Scenario {
-    _tmp: Option<tempfile::TempDir>,
-    root: PathBuf,
-}
-
-fn scenario(dir: &Path) -> Scenario {
-    let spec = read_json(&dir.join("scenario.json"));
-    if spec["copy"] == Value::Bool(false) {
-        return Scenario {
-            _tmp: None,
-            root: dir.to_path_buf(),
-        };
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("s");
-    fs::create_dir_all(&root).unwrap();
-    copy_templated(dir, &root, root.to_str().unwrap());
-    for (rel, mode) in spec["chmod"].as_object().into_iter().flatten() {
-        let m = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
-        fs::set_permissions(root.join(rel), fs::Permissions::from_mode(m)).unwrap();
-    }
-    for (rel, target) in spec["symlinks"].as_object().into_iter().flatten() {
-        std::os::unix::fs::symlink(target.as_str().unwrap(), root.join(rel)).unwrap();
-    }
-    for rel in spec["stale_sockets"].as_array().into_iter().flatten() {
-        drop(std::os::unix::net::UnixListener::bind(root.join(rel.as_str().unwrap())).unwrap());
-    }
-    Scenario {
-        _tmp: Some(tmp),
-        root,
-    }
-}
-
 fn diagnose_scenario(s: &Scenario, extra: &[&str], what: &str) -> (i32, Value) {
     run_valid(
         "diagnose",
-        clean(&s.root)
-            .args(["diagnose", "--format", "json", "--timeout", "0.5", "--home"])
-            .arg(s.root.join("home"))
-            .arg("--process-snapshot")
-            .arg(s.root.join("processes.json"))
+        s.diagnose_cmd()
+            .env("PATH", common::path_var())
+            .args(["--format", "json"])
             .args(extra),
         what,
     )
@@ -307,8 +245,8 @@ fn diagnose_scenario(s: &Scenario, extra: &[&str], what: &str) -> (i32, Value) {
 #[test]
 fn diagnose_of_the_seed_incident_replay_matches_the_schema() {
     // copy=false: read in place, with its recorded process table.
-    let s = scenario(Path::new("testdata/homes/seed-incident"));
-    assert!(s._tmp.is_none(), "the seed incident is replayed in place");
+    let s = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
+    assert!(s.in_place(), "the seed incident is replayed in place");
     let (code, doc) = diagnose_scenario(&s, &[], "seed-incident");
     assert_eq!(code, 4);
     assert_every_check_once(&doc, "seed-incident");
@@ -353,7 +291,7 @@ fn diagnose_of_the_seed_incident_replay_matches_the_schema() {
 fn the_schemas_reject_what_the_contract_forbids() {
     // Guards the guard: a schema that accepts anything would pass every
     // other test here.
-    let s = scenario(Path::new("testdata/homes/seed-incident"));
+    let s = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
     let (_, doc) = diagnose_scenario(&s, &[], "seed-incident");
     let v = validator("diagnose");
     let orphan = doc["findings"]
@@ -416,16 +354,11 @@ fn the_schemas_reject_what_the_contract_forbids() {
 
 #[test]
 fn diagnose_of_every_fixture_home_matches_the_schema() {
-    let mut dirs: Vec<PathBuf> = fs::read_dir("testdata/homes")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("scenario.json").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = scenario::all();
     assert!(dirs.len() >= 10, "fixture homes missing: {dirs:?}");
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let s = scenario(&dir);
+        let s = Scenario::prepare(&dir);
         let (_, doc) = diagnose_scenario(&s, &[], &name);
         assert_every_check_once(&doc, &name);
     }
@@ -433,80 +366,29 @@ fn diagnose_of_every_fixture_home_matches_the_schema() {
 
 // ---------------------------------------------------------------- homes broken by hand
 
-/// A temp home, a backup folder outside it, and the processes a test
-/// started (killed and reaped when the lab goes).
-struct Lab {
-    tmp: tempfile::TempDir,
-    home: PathBuf,
-    backups: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+fn new_lab() -> Lab {
+    Lab::new("pm2doctor-schema-", &["pids"])
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let home = tmp.path().join("home");
-        fs::create_dir_all(home.join("pids")).unwrap();
-        let backups = tmp.path().join("backups");
-        Lab {
-            tmp,
-            home,
-            backups,
-            children: Vec::new(),
-        }
-    }
-
-    fn cmd(&self, sub: &str) -> Command {
-        let mut c = clean(self.tmp.path());
-        c.arg(sub).arg("--home").arg(&self.home);
-        c
-    }
-
-    /// `cmd` with `--format json` and, for the commands that keep runs,
-    /// `--backup-dir`.
+    /// `pm2-doctor <sub> --home <home> --format json`, plus `--backup-dir`
+    /// for the commands that keep runs.
     fn json(&self, sub: &str) -> Command {
-        let mut c = self.cmd(sub);
+        let mut c = self.doctor_cmd(&[sub]);
         c.args(["--format", "json"]);
-        if matches!(sub, "repair" | "undo" | "backups" | "resurrect") {
-            c.arg("--backup-dir").arg(&self.backups);
-        }
         c
     }
 
-    fn write(&self, rel: &str, text: &str, mode: u32) -> PathBuf {
-        let p = self.tmp.path().join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    /// A file under the lab's root, with its mode.
+    fn file(&self, rel: &str, text: &str, mode: u32) -> PathBuf {
+        let p = self.root().join(rel);
+        write_mode(&p, text, mode);
         p
-    }
-
-    /// A socket file nobody listens on: what a SIGKILLed daemon leaves.
-    fn stale_socket(&self, name: &str) {
-        drop(std::os::unix::net::UnixListener::bind(self.home.join(name)).unwrap());
     }
 
     /// A process carrying PM2's app markers and this home: an orphan.
     fn orphan(&mut self) -> u32 {
-        let child = std::process::Command::new("sleep")
-            .arg("300")
-            .env("PM2_HOME", &self.home)
-            .env("pm_id", "0")
-            .env("name", "web")
-            .env("unique_id", "u-web")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
+        let pid = self.app_process("web", 0, "exec sleep 300");
         wait_for_exec(pid, "sleep");
         pid
     }
@@ -525,27 +407,9 @@ impl Lab {
     }
 }
 
-/// Until `pid` runs `program`: between fork and exec a child still carries
-/// the test's command line and environment, without PM2's markers.
-fn wait_for_exec(pid: u32, program: &str) {
-    let cmdline = PathBuf::from(format!("/proc/{pid}/cmdline"));
-    if !Path::new("/proc/self/cmdline").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        return;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        if fs::read(&cmdline).is_ok_and(|c| c.starts_with(program.as_bytes())) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("process {pid} never ran {program}");
-}
-
 /// A pid that is not running: one of ours, reaped.
 fn dead_pid() -> u32 {
-    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let mut c = Command::new("true").spawn().unwrap();
     let pid = c.id();
     c.wait().unwrap();
     pid
@@ -553,17 +417,17 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn repair_undo_and_backups_of_a_broken_home_match_their_schemas() {
-    let mut lab = Lab::new();
-    let script = lab.write("apps/web.js", "// web\n", 0o644);
+    let mut lab = new_lab();
+    let script = lab.file("apps/web.js", "// web\n", 0o644);
     let dead = dead_pid().to_string();
-    lab.write("home/pm2.pid", &dead, 0o644);
-    lab.write("home/pids/web-0.pid", &dead, 0o644);
+    lab.file("home/pm2.pid", &dead, 0o644);
+    lab.file("home/pids/web-0.pid", &dead, 0o644);
     lab.stale_socket("rpc.sock");
     lab.stale_socket("pub.sock");
     let env = serde_json::json!({"PM2_HOME": lab.home, "API_TOKEN": "t0ken", "PORT": "0"});
     let dump = Value::Array(vec![lab.entry("web", &script, env)]);
-    lab.write("home/dump.pm2.bak", &dump.to_string(), 0o644);
-    lab.write("home/dump.pm2", r#"[{"name": "web", "pm_exe"#, 0o644);
+    lab.file("home/dump.pm2.bak", &dump.to_string(), 0o644);
+    lab.file("home/dump.pm2", r#"[{"name": "web", "pm_exe"#, 0o644);
     let orphan = lab.orphan();
 
     let (code, doc) = run_valid("diagnose", &mut lab.json("diagnose"), "diagnose");
@@ -662,16 +526,16 @@ fn repair_undo_and_backups_of_a_broken_home_match_their_schemas() {
 
 #[test]
 fn a_wedged_socket_and_a_missing_script_match_the_schemas() {
-    let lab = Lab::new();
+    let lab = new_lab();
     // Bound and kept, never accepted from: connects succeed, nothing answers.
     let _wedged = std::os::unix::net::UnixListener::bind(lab.home.join("rpc.sock")).unwrap();
-    let gone = lab.tmp.path().join("gone/web.js");
+    let gone = lab.root().join("gone/web.js");
     let dump = Value::Array(vec![lab.entry(
         "web",
         &gone,
         serde_json::json!({"PM2_HOME": lab.home}),
     )]);
-    lab.write("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
 
     let (code, doc) = run_valid(
         "diagnose",
@@ -719,13 +583,13 @@ fn ports_documents_match_the_schema() {
         .any(|p| !p["holders"].as_array().unwrap().is_empty()));
 
     // A live home: the port the dump's app wants is held by this test.
-    let lab = Lab::new();
+    let lab = new_lab();
     let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = stranger.local_addr().unwrap().port();
-    let script = lab.write("apps/web.js", "// web\n", 0o644);
+    let script = lab.file("apps/web.js", "// web\n", 0o644);
     let env = serde_json::json!({"PM2_HOME": lab.home, "PORT": port.to_string()});
     let dump = Value::Array(vec![lab.entry("web", &script, env)]);
-    lab.write("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
     let (_, doc) = run_valid("ports", &mut lab.json("ports"), "ports of a live home");
     assert_eq!(doc["ports"][0]["port"], port);
     assert_eq!(doc["ports"][0]["source"], "env:PORT");
@@ -790,12 +654,12 @@ fn lint_of_every_ecosystem_fixture_matches_the_schema() {
 /// like npm does (`<pkg>/bin/pm2` beside `<pkg>/package.json`) so that
 /// diagnose reads its version too.
 fn refusing_pm2(lab: &Lab) -> PathBuf {
-    lab.write(
+    lab.file(
         "pm2pkg/package.json",
         r#"{"name": "pm2", "version": "7.0.4"}"#,
         0o644,
     );
-    lab.write(
+    lab.file(
         "pm2pkg/bin/pm2",
         "#!/bin/sh\necho \"pm2: refusing $*\" >&2\nexit 1\n",
         0o755,
@@ -804,15 +668,15 @@ fn refusing_pm2(lab: &Lab) -> PathBuf {
 
 #[test]
 fn resurrect_with_a_pm2_that_refuses_matches_the_schema() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let pm2 = refusing_pm2(&lab);
-    let script = lab.write("apps/web.js", "// web\n", 0o644);
+    let script = lab.file("apps/web.js", "// web\n", 0o644);
     let dump = Value::Array(vec![lab.entry(
         "web",
         &script,
         serde_json::json!({"PM2_HOME": lab.home}),
     )]);
-    lab.write("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
     let resurrect = |extra: &[&str], what: &str| {
         run_valid(
             "resurrect",
@@ -835,7 +699,7 @@ fn resurrect_with_a_pm2_that_refuses_matches_the_schema() {
         .iter()
         .all(|c| c["status"] == 1));
 
-    let eco = lab.write(
+    let eco = lab.file(
         "apps/ecosystem.config.js",
         "module.exports = {apps: [{name: 'web', script: 'web.js'}]}\n",
         0o644,
@@ -866,7 +730,7 @@ fn every_document_carries_schema_version() {
         "checks",
     );
     assert_eq!(checks["schema_version"], 1, "checks");
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     let _ = lab.orphan();
     let _ = lab.json("repair").arg("--yes").output().unwrap();
     let out = lab.json("undo").output().unwrap();
@@ -875,15 +739,15 @@ fn every_document_carries_schema_version() {
 
 #[test]
 fn repair_resurrect_prints_one_document() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let pm2 = refusing_pm2(&lab);
-    let script = lab.write("apps/web.js", "// web\n", 0o644);
+    let script = lab.file("apps/web.js", "// web\n", 0o644);
     let dump = Value::Array(vec![lab.entry(
         "web",
         &script,
         serde_json::json!({"PM2_HOME": lab.home}),
     )]);
-    lab.write("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
     let out = lab
         .json("repair")
         .args(["--yes", "--resurrect", "--watch", "0.1", "--timeout", "0.5"])
@@ -896,8 +760,8 @@ fn repair_resurrect_prints_one_document() {
 
 #[test]
 fn a_refused_resurrect_still_prints_a_document() {
-    let lab = Lab::new();
-    lab.write("home/dump.pm2", "[{\"name\":", 0o600);
+    let lab = new_lab();
+    lab.file("home/dump.pm2", "[{\"name\":", 0o600);
     let out = lab
         .json("resurrect")
         .args(["--timeout", "0.5", "--pm2", "/bin/false"])
