@@ -30,6 +30,9 @@ pub struct Config {
     pub ecosystem: Option<PathBuf>,
     /// When an app counts as crash-looping.
     pub loops: crate::apps::LoopThresholds,
+    /// Other PM2 homes on this machine that share the home's daemon
+    /// endpoints (Windows: every home uses the same pipes).
+    pub other_homes: Vec<crate::platform::windows::OtherHome>,
 }
 
 /// The default size above which a log is reported (log.oversized).
@@ -40,8 +43,10 @@ impl Config {
     /// long a probe may take. Diagnose-only knobs get their defaults.
     pub fn for_home(home: Option<&std::path::Path>, timeout: Duration, env: &EnvMap) -> Config {
         let platform = Platform::current();
+        let paths = Pm2Paths::resolve(home, env, home_dir(platform, env), platform);
         Config {
-            paths: Pm2Paths::resolve(home, env, home_dir(platform, env), platform),
+            other_homes: other_homes(platform, &paths, env),
+            paths,
             timeout,
             only: None,
             format: Format::Human,
@@ -72,13 +77,15 @@ impl Config {
             )
         };
         let platform = Platform::current();
+        let paths = Pm2Paths::resolve(
+            args.home.home.as_deref(),
+            env,
+            home_dir(platform, env),
+            platform,
+        );
         Ok(Config {
-            paths: Pm2Paths::resolve(
-                args.home.home.as_deref(),
-                env,
-                home_dir(platform, env),
-                platform,
-            ),
+            other_homes: other_homes(platform, &paths, env),
+            paths,
             timeout: args.timeout,
             only,
             format: args.format,
@@ -102,6 +109,24 @@ impl Config {
 
     pub fn selected(&self, id: CheckId) -> bool {
         self.only.as_ref().is_none_or(|s| s.contains(&id))
+    }
+}
+
+/// On Windows, the other homes on disk whose daemons would answer on the
+/// same pipes; elsewhere each home has its own sockets.
+fn other_homes(
+    platform: Platform,
+    paths: &Pm2Paths,
+    env: &EnvMap,
+) -> Vec<crate::platform::windows::OtherHome> {
+    match platform {
+        Platform::Windows => crate::platform::windows::other_homes(
+            &paths.home,
+            env,
+            dirs::home_dir().as_deref(),
+            &|p| p.is_dir(),
+        ),
+        Platform::Unix => Vec::new(),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Diagnosis {
     pub cli: Option<Pm2Cli>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub duration_ms: u64,
+    /// Other homes whose daemons share this home's endpoints (Windows).
+    pub other_homes: Vec<crate::platform::windows::OtherHome>,
 }
 
 /// Exit-code bits, summed like fsck's.
@@ -288,6 +290,7 @@ pub fn evaluate(
         cli: g.cli.clone(),
         started_at,
         duration_ms: clock.elapsed().as_millis() as u64,
+        other_homes: cfg.other_homes.clone(),
     }
 }
 

@@ -514,3 +514,43 @@ fn diagnose_finds_the_home_under_userprofile() {
     );
     assert_eq!(doc["home_source"], "home-dir");
 }
+
+/// A diagnosis of the user's home names pm2-installer's machine-wide home
+/// beside it: both daemons would answer on the same pipes.
+#[test]
+fn diagnose_names_the_other_home_that_shares_the_pipes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("ann");
+    let program_data = tmp.path().join("ProgramData");
+    std::fs::create_dir_all(profile.join(".pm2")).unwrap();
+    let machine = program_data.join("pm2").join("home");
+    std::fs::create_dir_all(&machine).unwrap();
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pm2-doctor"))
+            .args(["diagnose", "--format", format, "--timeout", "0.5"])
+            .env("USERPROFILE", &profile)
+            .env("ProgramData", &program_data)
+            .env("NO_COLOR", "1")
+            .env_remove("PM2_HOME")
+            .env_remove("OVER_HOME")
+            .output()
+            .unwrap()
+    };
+    let out = run("json");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        doc["other_homes"],
+        serde_json::json!([{"kind": "pm2-installer-service", "path": machine.to_str().unwrap()}]),
+        "{doc:#}"
+    );
+    let human = String::from_utf8_lossy(&run("human").stdout).into_owned();
+    assert!(
+        human.contains(&format!(
+            "{} also exists: pm2-installer's",
+            machine.display()
+        )),
+        "{human}"
+    );
+    assert!(human.contains("uses the same pipes"), "{human}");
+}

@@ -75,6 +75,16 @@ pub fn render(g: &Gathered, d: &Diagnosis, v: &Versions) -> String {
         let _ = writeln!(o, "| {k} | {} |", md_escape(&redact::text(&val)));
     }
     o.push('\n');
+    if !d.other_homes.is_empty() {
+        let _ = writeln!(
+            o,
+            "Other PM2 homes on this machine (on Windows they share the daemon's pipes):\n"
+        );
+        for h in &d.other_homes {
+            let _ = writeln!(o, "- {}", md_escape(&redact::text(&h.describe())));
+        }
+        o.push('\n');
+    }
 
     let _ = writeln!(o, "## Diagnosis\n");
     let _ = writeln!(

@@ -13,6 +13,8 @@ const GREEN: Style = AnsiColor::Green.on_default();
 const BLUE: Style = AnsiColor::Cyan.on_default();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
+/// PM2's RPC pipe on Windows, the same for every home.
+const RPC_PIPE: &str = r"\\.\pipe\rpc.sock";
 
 fn mark(sev: Severity) -> (&'static str, Style) {
     match sev {
@@ -62,6 +64,16 @@ pub fn render(out: &mut dyn Write, d: &Diagnosis, verbose: bool) -> io::Result<(
             .unwrap_or_default()
     )?;
     writeln!(out, "{DIM}{}{DIM:#}", daemon_line(d))?;
+    for other in &d.other_homes {
+        writeln!(out, "{BLUE}i{BLUE:#} {}", other.describe())?;
+    }
+    if !d.other_homes.is_empty() {
+        writeln!(
+            out,
+            "  {DIM}every PM2 home on Windows uses the same pipes ({RPC_PIPE}, pub.sock): \
+             the daemon that answered may be another home's{DIM:#}"
+        )?;
+    }
     writeln!(out)?;
     for r in &d.verdict.results {
         let of_check: Vec<&Finding> = d

@@ -22,7 +22,7 @@ pub fn document(d: &Diagnosis, exit_code: i32) -> serde_json::Value {
             c
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "pm2-doctor", "version": env!("CARGO_PKG_VERSION")},
         "home": d.paths.home,
@@ -39,7 +39,11 @@ pub fn document(d: &Diagnosis, exit_code: i32) -> serde_json::Value {
         "checks": checks,
         "findings": d.verdict.findings,
         "exit_code": exit_code,
-    })
+    });
+    if !d.other_homes.is_empty() {
+        doc["other_homes"] = json!(d.other_homes);
+    }
+    doc
 }
 
 /// The probe outcome without the app list (already under `apps`).
