@@ -113,6 +113,9 @@ fn kind_of(m: &fs::Metadata) -> FileKind {
         if ft.is_socket() {
             return FileKind::Socket;
         }
+        if ft.is_fifo() {
+            return FileKind::Fifo;
+        }
     }
     if ft.is_file() {
         FileKind::File
@@ -256,8 +259,9 @@ pub fn back_up(original: &Path, run_dir: &Path, n: usize) -> io::Result<FileReco
             rec.link_target = Some(fs::read_link(original).map_err(ctx)?);
         }
         // A socket has no content; undo recreates an unbound one. A fifo or
-        // device is never opened: reading one can block forever.
-        FileKind::Socket | FileKind::Special | FileKind::Absent => {}
+        // device is never opened: reading one can block forever. (What a
+        // fifo held in transit is not the home's state.)
+        FileKind::Socket | FileKind::Fifo | FileKind::Special | FileKind::Absent => {}
     }
     Ok(rec)
 }
@@ -306,8 +310,31 @@ pub fn restore(rec: &FileRecord, run_dir: &Path) -> io::Result<()> {
                 Err(io::Error::other("restoring symlinks is not supported here"))
             }
         }
+        FileKind::Fifo => {
+            #[cfg(target_os = "linux")]
+            {
+                use rustix::fs::{FileType, Mode, CWD};
+                let mode = Mode::from_raw_mode(rec.mode.unwrap_or(0o600) & 0o7777);
+                rustix::fs::mknodat(CWD, &rec.original, FileType::Fifo, mode, 0)
+                    .map_err(|e| ctx(io::Error::from_raw_os_error(e.raw_os_error())))?;
+                // mknod applies the umask: set the recorded mode exactly.
+                if let Some(m) = rec.mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&rec.original, fs::Permissions::from_mode(m & 0o7777))
+                        .map_err(ctx)?;
+                }
+                chown_like(&rec.original, rec.uid, rec.gid).map_err(ctx)
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                Err(io::Error::other(format!(
+                    "{} was a fifo: pm2-doctor cannot recreate it on this platform (mkfifo it by hand)",
+                    rec.original.display()
+                )))
+            }
+        }
         FileKind::Special => Err(io::Error::other(format!(
-            "{} was a fifo or device file: pm2-doctor cannot recreate it",
+            "{} was a device file: pm2-doctor cannot recreate it",
             rec.original.display()
         ))),
         FileKind::Socket => {
@@ -376,6 +403,33 @@ mod tests {
         assert_eq!(before, after);
         assert_eq!(fs::read_to_string(dir.join("x")).unwrap(), "y");
         assert_eq!(fs::read_link(&link).unwrap(), PathBuf::from("pm2.pid"));
+    }
+
+    /// A fifo squatting on a PM2 path is recorded without being opened
+    /// (a read would block) and recreated by undo with its mode.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_is_recreated_with_its_mode() {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let home = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let fifo = home.path().join("rpc.sock");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "640"])
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let rec = back_up(&fifo, run.path(), 0).unwrap();
+        assert_eq!(rec.kind, FileKind::Fifo);
+        assert_eq!(rec.backup, None, "nothing was read from it");
+        let before = observe(&fifo).unwrap();
+        remove_path(&fifo).unwrap();
+        restore(&rec, run.path()).unwrap();
+        let m = fs::symlink_metadata(&fifo).unwrap();
+        assert!(m.file_type().is_fifo());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(observe(&fifo).unwrap(), before);
     }
 
     #[test]

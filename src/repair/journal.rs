@@ -34,7 +34,10 @@ pub enum FileKind {
     Dir,
     Socket,
     Symlink,
-    /// A fifo or device: never opened (that could block), only recorded.
+    /// A named pipe: never opened (that could block), recreated empty by
+    /// undo with its mode (Linux).
+    Fifo,
+    /// A device file: never opened, only recorded; undo cannot recreate it.
     Special,
     Absent,
 }
