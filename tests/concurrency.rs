@@ -13,44 +13,39 @@
 //! panic ([`Lab`]'s `Drop`): its own children, then every process whose
 //! environment holds exactly `PM2_HOME=<its home>` (daemons first), each
 //! re-checked right before the signal. The tests run one at a time
-//! ([`SERIAL`]) so the load of one does not skew the next.
+//! (`serial()`) so the load of one does not skew the next.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // Notes and measurements are printed from helpers too.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
+use common::doctor::Out;
+use common::lab::Lab;
+use common::pm2::{self, app};
+use common::procfs::{self, alive, cmdline, stat, wait_for_exec};
+use common::prompt::Prompted;
+use common::wait::{wait_bounded, wait_until};
+use common::{command, serial, CORRUPT_DUMP, GOOD_DUMP};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pm2-doctor");
 /// Longest one pm2-doctor or pm2 command may run before it is killed.
 const DEADLINE: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(20);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-const GOOD_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"NODE_ENV":"production"}}]"#;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn path_var() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
 /// Appends one JSON line of measurements to `$SOAK_OUT`, if set.
@@ -67,341 +62,87 @@ fn record(v: &Value) {
 }
 
 // ---------------------------------------------------------------------------
-// /proc
-// ---------------------------------------------------------------------------
-
-fn all_pids() -> Vec<u32> {
-    fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn has_env(pid: u32, entry: &str) -> bool {
-    fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-        .unwrap_or(false)
-}
-
-fn cmdline(pid: u32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .trim_end_matches('\0')
-                .replace('\0', " ")
-        })
-        .unwrap_or_default()
-}
-
-/// State letter and ppid.
-fn stat(pid: u32) -> Option<(char, u32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace();
-    Some((f.next()?.chars().next()?, f.next()?.parse().ok()?))
-}
-
-fn alive(pid: u32) -> bool {
-    stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
-}
-
-fn is_daemon(pid: u32) -> bool {
-    let c = cmdline(pid);
-    c.starts_with("PM2 v") && c.contains("God Daemon")
-}
-
-/// SIGKILL to one explicit pid.
-fn kill9(pid: u32) {
-    assert!(
-        pid > 1 && pid != std::process::id(),
-        "refusing to signal {pid}"
-    );
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .env_clear()
-        .env("PATH", path_var())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Waits for a child within `deadline`; on the deadline it is killed by pid.
-fn wait_bounded(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) if started.elapsed() < deadline => std::thread::sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // harness
 // ---------------------------------------------------------------------------
 
-struct Lab {
-    tmp: tempfile::TempDir,
-    home: PathBuf,
-    home_env: String,
-    backups: PathBuf,
-    children: Vec<Child>,
+fn new_lab() -> Lab {
+    let lab = Lab::new("pm2doctor-conc-", &["pids", "logs"]);
+    // Marks the home as used before for a real PM2 (no first-run banner).
+    lab.write("touch", "0");
+    lab
+}
+
+/// Waits until every pid runs `sleep` (its environment is final).
+fn wait_exec(pids: &[u32]) {
+    for &pid in pids {
+        wait_for_exec(pid, "sleep");
+    }
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::Builder::new()
-            .prefix("pm2doctor-conc-")
-            .tempdir()
-            .unwrap();
-        let home = tmp.path().join("home");
-        fs::create_dir_all(home.join("pids")).unwrap();
-        fs::create_dir_all(home.join("logs")).unwrap();
-        // Marks the home as used before for a real PM2 (no first-run banner).
-        fs::write(home.join("touch"), "0").unwrap();
-        Lab {
-            home_env: format!("PM2_HOME={}", home.display()),
-            backups: tmp.path().join("backups"),
-            home,
-            tmp,
-            children: Vec::new(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.home.join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &str) {
-        fs::write(self.path(rel), content).unwrap();
-    }
-
-    fn stale_socket(&self, rel: &str) {
-        drop(std::os::unix::net::UnixListener::bind(self.path(rel)).unwrap());
-    }
-
-    /// A process with PM2's app markers for this home: `sh -c <script>`.
-    fn app_process(&mut self, name: &str, pm_id: usize, script: &str) -> u32 {
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .env_clear()
-            .env("PATH", path_var())
-            .env("PM2_HOME", &self.home)
-            .env("pm_id", pm_id.to_string())
-            .env("name", name)
-            .env("unique_id", format!("u-{name}-{pm_id}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
     /// A `sleep` carrying the markers (exec'd: one process per orphan).
-    fn orphan(&mut self, name: &str, pm_id: usize) -> u32 {
+    fn orphan(&mut self, name: &str, pm_id: u32) -> u32 {
         self.app_process(name, pm_id, "exec sleep 300")
     }
 
-    /// A process that only exports PM2_HOME (someone's shell): never ours.
-    fn decoy(&mut self) -> u32 {
-        let child = Command::new("sleep")
-            .arg("300")
-            .env_clear()
-            .env("PM2_HOME", &self.home)
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    /// Waits until every pid runs `sleep` (its environment is final).
-    fn wait_exec(&self, pids: &[u32]) {
-        let started = Instant::now();
-        for &pid in pids {
-            while !cmdline(pid).starts_with("sleep") {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "{pid} never became sleep"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-
-    /// `pm2-doctor <args> --home <home> [--backup-dir <backups>]` as a
-    /// command, not yet started; output goes to `<tmp>/<tag>.out|.err`.
-    fn doctor_cmd(&self, args: &[&str], tag: &str) -> Command {
-        let mut c = Command::new(BIN);
-        c.env_clear()
-            .env("PATH", path_var())
-            .env("HOME", self.tmp.path())
-            .args(args)
-            .arg("--home")
-            .arg(&self.home);
-        if args[0] != "diagnose" {
-            c.arg("--backup-dir").arg(&self.backups);
-        }
-        c.stdin(Stdio::null())
-            .stdout(fs::File::create(self.tmp.path().join(format!("{tag}.out"))).unwrap())
-            .stderr(fs::File::create(self.tmp.path().join(format!("{tag}.err"))).unwrap());
+    /// `pm2-doctor <args>` as a command, not yet started; output goes to
+    /// `<root>/<tag>.out|.err`, so that many can run at once without a
+    /// reader thread each.
+    fn logged_cmd(&self, args: &[&str], tag: &str) -> Command {
+        let mut c = self.doctor_cmd(args);
+        c.stdout(fs::File::create(self.root().join(format!("{tag}.out"))).unwrap())
+            .stderr(fs::File::create(self.root().join(format!("{tag}.err"))).unwrap());
         c
     }
 
-    /// Waits for a started pm2-doctor (killed and failed past [`DEADLINE`]).
-    fn collect(&self, mut child: Child, tag: &str) -> Run {
+    /// Waits for a started [`Lab::logged_cmd`] (killed and failed past
+    /// [`DEADLINE`]).
+    fn collect(&self, mut child: Child, tag: &str) -> Out {
         let status = wait_bounded(&mut child, DEADLINE);
         let read = |ext: &str| {
-            fs::read_to_string(self.tmp.path().join(format!("{tag}.{ext}"))).unwrap_or_default()
+            fs::read_to_string(self.root().join(format!("{tag}.{ext}"))).unwrap_or_default()
         };
         let (stdout, stderr) = (read("out"), read("err"));
-        let code = status
-            .and_then(|s| s.code())
+        let status = status
             .unwrap_or_else(|| panic!("pm2-doctor {tag} hung or was killed\nstderr:\n{stderr}"));
-        Run {
-            code,
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stdout,
-            stderr,
+        Out::from_parts(status, stdout, stderr, tag)
+    }
+
+    /// `n` runs of `pm2-doctor <args>`, started `gap` apart (tagged
+    /// `<tag>-<i>`), all waited for.
+    fn at_once(&self, args: &[&str], tag: &str, n: usize, gap: Duration) -> Vec<Out> {
+        let mut children = Vec::new();
+        for i in 0..n {
+            let tag = format!("{tag}-{i}");
+            children.push((self.logged_cmd(args, &tag).spawn().unwrap(), tag));
+            std::thread::sleep(gap);
         }
-    }
-
-    fn doctor(&self, args: &[&str], tag: &str) -> Run {
-        let child = self.doctor_cmd(args, tag).spawn().unwrap();
-        self.collect(child, tag)
-    }
-
-    fn diagnose(&self, tag: &str) -> (Run, Duration) {
-        let started = Instant::now();
-        let r = self.doctor(
-            &[
-                "diagnose",
-                "--format",
-                "json",
-                "--timeout",
-                "2",
-                "--color",
-                "never",
-            ],
-            tag,
-        );
-        (r, started.elapsed())
-    }
-
-    /// Live processes whose environment holds exactly `PM2_HOME=<home>`.
-    fn home_procs(&self) -> Vec<u32> {
-        let me = std::process::id();
-        all_pids()
+        children
             .into_iter()
-            .filter(|&p| p > 1 && p != me && alive(p) && has_env(p, &self.home_env))
+            .map(|(c, tag)| self.collect(c, &tag))
             .collect()
+    }
+
+    fn diagnose(&self) -> (Out, Duration) {
+        let started = Instant::now();
+        let r = self.doctor(&["diagnose", "--timeout", "2", "--color", "never"]);
+        (r, started.elapsed())
     }
 
     /// Run folders that hold a manifest, with their manifests.
     fn manifests(&self) -> Vec<(PathBuf, Value)> {
-        let mut out = Vec::new();
-        for home_dir in fs::read_dir(&self.backups).into_iter().flatten().flatten() {
-            for run in fs::read_dir(home_dir.path().join("runs"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(b) = fs::read(run.path().join("manifest.json")) {
-                    out.push((run.path(), serde_json::from_slice(&b).unwrap()));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    fn cleanup(&mut self) -> Vec<String> {
-        for mut c in self.children.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for _ in 0..100 {
-            let procs = self.home_procs();
-            if procs.is_empty() {
-                return Vec::new();
-            }
-            // Daemons first, so they cannot restart the apps killed next.
-            let (daemons, others): (Vec<u32>, Vec<u32>) =
-                procs.into_iter().partition(|&p| is_daemon(p));
-            for pid in daemons.into_iter().chain(others) {
-                if has_env(pid, &self.home_env) {
-                    kill9(pid);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.home_procs()
+        self.run_dirs()
             .into_iter()
-            .map(|p| format!("{p} {}", cmdline(p)))
+            .filter_map(|run| {
+                let b = fs::read(run.join("manifest.json")).ok()?;
+                Some((run, serde_json::from_slice(&b).unwrap()))
+            })
             .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let left = self.cleanup();
-        if !left.is_empty() {
-            eprintln!(
-                "warning: processes of {} survived the cleanup: {left:?}",
-                self.home.display()
-            );
-        }
-    }
-}
-
-struct Run {
-    code: i32,
-    json: Value,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn findings(&self, check: &str) -> Vec<&Value> {
-        self.json["findings"]
-            .as_array()
-            .map(|a| a.iter().filter(|f| f["check"] == check).collect())
-            .unwrap_or_default()
-    }
-
-    fn notes(&self) -> Vec<String> {
-        self.json["notes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
     }
 }
 
 /// What must be identical between two diagnoses of an unchanged home.
-fn verdict(r: &Run) -> (i32, Value, BTreeMap<String, String>) {
+fn verdict(r: &Out) -> (i32, Value, BTreeMap<String, String>) {
     let checks = r.json["checks"]
         .as_array()
         .unwrap_or_else(|| panic!("no checks:\n{r}"))
@@ -424,13 +165,13 @@ fn broken_home(lab: &mut Lab) -> Vec<u32> {
         lab.orphan("worker", 2),
     ];
     lab.decoy();
-    lab.wait_exec(&orphans);
+    wait_exec(&orphans);
     lab.write("pm2.pid", "999999");
     lab.stale_socket("rpc.sock");
     lab.stale_socket("pub.sock");
     lab.write("pids/web-0.pid", &orphans[0].to_string());
     lab.write("pids/ticker-3.pid", "999998");
-    lab.write("dump.pm2", "[{\"name\":");
+    lab.write("dump.pm2", CORRUPT_DUMP);
     lab.write("dump.pm2.bak", GOOD_DUMP);
     orphans
 }
@@ -442,34 +183,23 @@ fn broken_home(lab: &mut Lab) -> Vec<u32> {
 #[test]
 fn twenty_concurrent_diagnoses_agree() {
     let _serial = serial();
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     let orphans = broken_home(&mut lab);
     let started = Instant::now();
-    let children: Vec<(Child, String)> = (0..20)
-        .map(|i| {
-            let tag = format!("diag-{i}");
-            let c = lab
-                .doctor_cmd(
-                    &[
-                        "diagnose",
-                        "--format",
-                        "json",
-                        "--timeout",
-                        "2",
-                        "--color",
-                        "never",
-                    ],
-                    &tag,
-                )
-                .spawn()
-                .unwrap();
-            (c, tag)
-        })
-        .collect();
-    let runs: Vec<Run> = children
-        .into_iter()
-        .map(|(c, tag)| lab.collect(c, &tag))
-        .collect();
+    let runs = lab.at_once(
+        &[
+            "diagnose",
+            "--format",
+            "json",
+            "--timeout",
+            "2",
+            "--color",
+            "never",
+        ],
+        "diag",
+        20,
+        Duration::ZERO,
+    );
     let elapsed = started.elapsed();
     let first = verdict(&runs[0]);
     assert_eq!(
@@ -507,44 +237,33 @@ fn twenty_concurrent_diagnoses_agree() {
 #[test]
 fn concurrent_repairs_one_runs_the_others_exit_8() {
     let _serial = serial();
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.write("pm2.pid", "999999");
     lab.write("pids/api-1.pid", "999997");
     lab.stale_socket("rpc.sock");
-    lab.write("dump.pm2", "[{\"name\":");
+    lab.write("dump.pm2", CORRUPT_DUMP);
     lab.write("dump.pm2.bak", GOOD_DUMP);
     // An orphan that ignores SIGTERM: the repair that wins holds the lock
     // for a whole grace period while the others arrive.
     let stubborn = lab.app_process("web", 0, "trap '' TERM; exec sleep 300");
-    lab.wait_exec(&[stubborn]);
+    wait_exec(&[stubborn]);
     // Started 25 ms apart, all within the winner's first second.
-    let mut children = Vec::new();
-    for i in 0..5 {
-        let tag = format!("repair-{i}");
-        let c = lab
-            .doctor_cmd(
-                &[
-                    "repair",
-                    "--yes",
-                    "--grace",
-                    "2",
-                    "--timeout",
-                    "0.5",
-                    "--format",
-                    "json",
-                ],
-                &tag,
-            )
-            .spawn()
-            .unwrap();
-        children.push((c, tag));
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let runs: Vec<Run> = children
-        .into_iter()
-        .map(|(c, tag)| lab.collect(c, &tag))
-        .collect();
-    let winners: Vec<&Run> = runs.iter().filter(|r| r.code & 1 == 1).collect();
+    let runs = lab.at_once(
+        &[
+            "repair",
+            "--yes",
+            "--grace",
+            "2",
+            "--timeout",
+            "0.5",
+            "--format",
+            "json",
+        ],
+        "repair",
+        5,
+        Duration::from_millis(25),
+    );
+    let winners: Vec<&Out> = runs.iter().filter(|r| r.code & 1 == 1).collect();
     assert_eq!(
         winners.len(),
         1,
@@ -564,9 +283,9 @@ fn concurrent_repairs_one_runs_the_others_exit_8() {
         !alive(stubborn),
         "the orphan was killed (SIGKILL after grace)"
     );
-    let (d, _) = lab.diagnose("after");
+    let (d, _) = lab.diagnose();
     assert_eq!(d.json["findings"], serde_json::json!([]), "clean:\n{d}");
-    let b = lab.doctor(&["backups", "--format", "json"], "backups");
+    let b = lab.doctor(&["backups"]);
     let listed = b.json["runs"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "one run in `backups`:\n{b}");
     assert_eq!(listed[0]["state"], "complete");
@@ -577,21 +296,13 @@ fn concurrent_repairs_one_runs_the_others_exit_8() {
 }
 
 /// Starts `n` repairs at the same instant on a fresh home; returns them.
-fn simultaneous_repairs(lab: &Lab, n: usize, round: usize) -> Vec<Run> {
-    let children: Vec<(Child, String)> = (0..n)
-        .map(|i| {
-            let tag = format!("r{round}-{i}");
-            let mut c = lab.doctor_cmd(
-                &["repair", "--yes", "--timeout", "0.5", "--format", "json"],
-                &tag,
-            );
-            (c.spawn().unwrap(), tag)
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|(c, tag)| lab.collect(c, &tag))
-        .collect()
+fn simultaneous_repairs(lab: &Lab, n: usize, round: usize) -> Vec<Out> {
+    lab.at_once(
+        &["repair", "--yes", "--timeout", "0.5", "--format", "json"],
+        &format!("r{round}"),
+        n,
+        Duration::ZERO,
+    )
 }
 
 /// Two run windows that overlap in time: two repairs held the lock at once.
@@ -627,7 +338,7 @@ fn fresh_stale_home(lab: &Lab) {
 #[test]
 fn simultaneous_repairs_never_hold_the_lock_together() {
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = new_lab();
     let rounds = knob("LOCK_ROUNDS", 200);
     for round in 0..rounds {
         fresh_stale_home(&lab);
@@ -658,9 +369,9 @@ fn simultaneous_repairs_never_hold_the_lock_together() {
 #[test]
 fn a_stale_lock_is_taken_over_by_one_repair_only() {
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = new_lab();
     let rounds = knob("LOCK_ROUNDS", 200);
-    let b = lab.doctor(&["backups", "--format", "json"], "where");
+    let b = lab.doctor(&["backups"]);
     let home_dir = PathBuf::from(b.json["backup_dir"].as_str().unwrap());
     for round in 0..rounds {
         fresh_stale_home(&lab);
@@ -686,115 +397,17 @@ fn a_stale_lock_is_taken_over_by_one_repair_only() {
     }
 }
 
-/// A repair in ask mode, on a terminal (`script` from util-linux), stopped
-/// at its prompt. `None` (with a note) without `script`.
-/// Killed (by pid) when dropped, even on panic.
-struct Prompted {
-    child: Child,
-    stdin: Option<std::process::ChildStdin>,
-    output: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Drop for Prompted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prompted {
-    fn start(lab: &Lab) -> Option<Prompted> {
-        let have_script = Command::new("sh")
-            .args(["-c", "command -v script"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !have_script {
-            eprintln!("note: skipping: `script` (util-linux) is needed for a terminal");
-            return None;
-        }
-        let cmdline = format!(
-            "'{BIN}' repair --home '{}' --backup-dir '{}' --timeout 0.5 --color never",
-            lab.home.display(),
-            lab.backups.display()
-        );
-        let mut child = Command::new("script")
-            .args(["-qec", &cmdline, "/dev/null"])
-            .env_clear()
-            .env("PATH", path_var())
-            .env("HOME", lab.tmp.path())
-            .env("TERM", "xterm")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let output = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            let mut told = false;
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                if !told && String::from_utf8_lossy(&all).contains("[y/N]") {
-                    told = true;
-                    let _ = tx.send(());
-                }
-            }
-            String::from_utf8_lossy(&all).into_owned()
-        });
-        let mut p = Prompted {
-            child,
-            stdin: Some(stdin),
-            output: Some(output),
-        };
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-            panic!("the prompted repair never asked");
-        }
-        Some(p)
-    }
-
-    /// Answers yes; returns the exit code and the transcript.
-    fn yes(&mut self) -> (i32, String) {
-        let mut stdin = self.stdin.take().unwrap();
-        stdin.write_all(b"y").unwrap();
-        stdin.flush().unwrap();
-        let status = wait_bounded(&mut self.child, DEADLINE);
-        drop(stdin);
-        let transcript = self
-            .output
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
-        let code = status
-            .and_then(|s| s.code())
-            .unwrap_or_else(|| panic!("the prompted repair hung:\n{transcript}"));
-        (code, transcript)
-    }
-}
-
 #[test]
 fn a_repair_confirmed_after_another_one_finished_does_not_replay_its_plan() {
     let _serial = serial();
-    let lab = Lab::new();
+    let lab = new_lab();
     fresh_stale_home(&lab);
     // B diagnoses and waits at its prompt; A fixes everything meanwhile.
     let Some(mut b) = Prompted::start(&lab) else {
         return;
     };
     // B holds the lock while it asks, so A is turned away...
-    let a = lab.doctor(
-        &["repair", "--yes", "--timeout", "0.5", "--format", "json"],
-        "first",
-    );
+    let a = lab.doctor(&["repair", "--yes", "--timeout", "0.5"]);
     assert_eq!(a.code, 8, "{a}");
     assert!(lab.path("pm2.pid").exists(), "A changed nothing");
     // ...and B, confirmed, does the work once.
@@ -813,41 +426,28 @@ fn a_repair_confirmed_after_another_one_finished_does_not_replay_its_plan() {
 #[test]
 fn a_daemon_forking_an_app_is_not_a_duplicate() {
     let _serial = serial();
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     // A stand-in daemon (PM2's title, this PM2_HOME) holding a forked child
     // that never execs: the moment, frozen, between fork and exec.
     let title = format!("PM2 v7.0.4: God Daemon ({})", lab.home.display());
-    let child = Command::new("bash")
-        .args([
-            "-c",
-            &format!("exec -a '{title}' bash -c '(while :; do sleep 1; done) & wait'"),
-        ])
-        .env_clear()
-        .env("PATH", path_var())
-        .env("PM2_HOME", &lab.home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = child.id();
-    lab.children.push(child);
-    let started = Instant::now();
-    let fork = loop {
-        let kids: Vec<u32> = all_pids()
+    let home = lab.home.clone();
+    let daemon = lab.spawn(
+        command("bash")
+            .args([
+                "-c",
+                &format!("exec -a '{title}' bash -c '(while :; do sleep 1; done) & wait'"),
+            ])
+            .env("PM2_HOME", home),
+    );
+    let mut fork = 0;
+    wait_until("a fork to appear", Duration::from_secs(10), || {
+        fork = procfs::pids()
             .into_iter()
-            .filter(|&p| stat(p).is_some_and(|s| s.1 == daemon) && cmdline(p).starts_with("PM2 v"))
-            .collect();
-        if let Some(&k) = kids.first() {
-            break k;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no fork appeared"
-        );
-        std::thread::sleep(POLL);
-    };
-    let (d, _) = lab.diagnose("fork");
+            .find(|&p| stat(p).is_some_and(|s| s.1 == daemon) && cmdline(p).starts_with("PM2 v"))
+            .unwrap_or(0);
+        fork != 0
+    });
+    let (d, _) = lab.diagnose();
     let dup = d.findings("daemon.duplicate");
     assert!(
         dup.is_empty(),
@@ -885,15 +485,15 @@ fn soak_big_home_reports_each_live_orphan_once() {
     let _serial = serial();
     let apps = knob("SOAK_APPS", 5_000);
     let live = knob("SOAK_LIVE", 50).min(apps);
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     let setup = Instant::now();
     let dump: Vec<Value> = (0..apps).map(|i| dump_entry(&lab.home, i)).collect();
     fs::write(lab.path("dump.pm2"), serde_json::to_vec(&dump).unwrap()).unwrap();
     let mut pids = Vec::with_capacity(live);
     for i in 0..live {
-        pids.push(lab.orphan(&format!("app-{i}"), i));
+        pids.push(lab.orphan(&format!("app-{i}"), i as u32));
     }
-    lab.wait_exec(&pids);
+    wait_exec(&pids);
     for i in 0..apps {
         // Beyond pid_max (at most 2^22): never a running process.
         let pid = pids.get(i).copied().unwrap_or(5_000_000 + i as u32);
@@ -901,7 +501,7 @@ fn soak_big_home_reports_each_live_orphan_once() {
     }
     let setup = setup.elapsed();
 
-    let (d, elapsed) = lab.diagnose("big");
+    let (d, elapsed) = lab.diagnose();
     assert!(d.json.is_object(), "{d}");
     assert_eq!(d.code & 8, 0, "every check finished:\n{}", d.stderr);
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
@@ -914,7 +514,7 @@ fn soak_big_home_reports_each_live_orphan_once() {
     assert_eq!(seen, expected, "each live orphan exactly once");
     let stale = d.findings("pidfile.stale").len();
     assert_eq!(stale, apps - live, "every dead pid file, once");
-    let (d2, elapsed2) = lab.diagnose("big-again");
+    let (d2, elapsed2) = lab.diagnose();
     assert_eq!(
         d2.json["findings"], d.json["findings"],
         "a second run agrees"
@@ -936,31 +536,6 @@ fn soak_big_home_reports_each_live_orphan_once() {
 // soak: diagnoses beside a real PM2 daemon that keeps restarting apps
 // ---------------------------------------------------------------------------
 
-const PM2_VERSION: &str = "7.0.4";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The pinned pm2 CLI, or `None` with a note (a failure under `CI=true`).
-fn installed_pm2() -> Option<PathBuf> {
-    let bin = repo().join("tests/pm2/node_modules/pm2/bin/pm2");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "PM2 {PM2_VERSION} is not installed at {}; install it with \
-         `cd tests/pm2 && npm ci --prefer-offline --no-audit --no-fund`",
-        bin.display()
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true: the real-PM2 tests must run)"
-    );
-    eprintln!("note: skipping a real-PM2 test: {msg}");
-    None
-}
-
 /// Runs `pm2 <args>` with this home, a cleared environment and a deadline.
 fn pm2(pm2: &Path, lab_root: &Path, home: &Path, args: &[&str]) -> Result<(), String> {
     let log = lab_root.join("pm2-cli.log");
@@ -969,19 +544,13 @@ fn pm2(pm2: &Path, lab_root: &Path, home: &Path, args: &[&str]) -> Result<(), St
         .append(true)
         .open(&log)
         .unwrap();
-    let mut child = Command::new(pm2)
+    let mut child = pm2::command_for(pm2, lab_root, home)
         .args(args)
-        .env_clear()
-        .env("PATH", path_var())
-        .env("HOME", lab_root)
-        .env("PM2_HOME", home)
-        .current_dir(lab_root)
-        .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
         .map_err(|e| e.to_string())?;
-    match wait_bounded(&mut child, Duration::from_secs(30)) {
+    match wait_bounded(&mut child, pm2::DEADLINE) {
         Some(s) if s.success() => Ok(()),
         Some(s) => Err(format!("`pm2 {}` failed: {s}", args.join(" "))),
         None => Err(format!("`pm2 {}` hung and was killed", args.join(" "))),
@@ -1038,15 +607,15 @@ impl Drop for Restarter {
 #[test]
 fn soak_no_false_orphans_beside_a_restarting_daemon() {
     let _serial = serial();
-    let Some(pm2_bin) = installed_pm2() else {
+    let Some(pm2_bin) = pm2::installed() else {
         return;
     };
     let runs = knob("SOAK_DIAGNOSES", 15);
     let every = Duration::from_millis(knob("SOAK_RESTART_MS", 200) as u64);
     // Spread the diagnoses over several restarts rather than one.
     let gap = Duration::from_millis(knob("SOAK_GAP_MS", 250) as u64);
-    let lab = Lab::new();
-    let root = lab.tmp.path().to_path_buf();
+    let lab = new_lab();
+    let root = lab.root().to_path_buf();
     // An app that exits every second (autorestarted, never marked errored)
     // and two that run until restarted.
     let flappy = root.join("flappy.js");
@@ -1055,7 +624,7 @@ fn soak_no_false_orphans_beside_a_restarting_daemon() {
         "console.log('up', process.pid); setTimeout(() => process.exit(1), 1000);\n",
     )
     .unwrap();
-    let ticker = repo().join("tests/apps/ticker.js");
+    let ticker = app("ticker.js");
     let eco = root.join("soak.config.js");
     let apps = serde_json::json!([
         {"name": "flappy", "script": flappy, "min_uptime": 100, "max_restarts": 1_000_000},
@@ -1075,7 +644,7 @@ fn soak_no_false_orphans_beside_a_restarting_daemon() {
         .trim()
         .parse()
         .unwrap();
-    assert!(is_daemon(daemon), "pm2.pid names the daemon");
+    assert!(procfs::is_daemon(daemon), "pm2.pid names the daemon");
 
     let mut restarter = Restarter::start(pm2_bin.clone(), root.clone(), lab.home.clone(), every);
     let mut times = Vec::new();
@@ -1087,7 +656,7 @@ fn soak_no_false_orphans_beside_a_restarting_daemon() {
     let mut runs_with_orphans = 0;
     for i in 0..runs {
         std::thread::sleep(gap);
-        let (d, t) = lab.diagnose(&format!("soak-{i}"));
+        let (d, t) = lab.diagnose();
         times.push(t.as_millis());
         assert!(d.json.is_object(), "run {i}:\n{d}");
         let orphans = d.findings("process.orphan");

@@ -3,106 +3,22 @@
 //! expectations from `scenario.json`, plus a JSON snapshot of the whole
 //! report so any change in wording or evidence is reviewed.
 //!
-//! A scenario directory holds `home/` (the PM2 home), optional `apps/`,
-//! `processes.json` and `scenario.json`. Unless `"copy": false`, it is copied
-//! into a temp dir with `{{ROOT}}` replaced by the copy's path, then
-//! `chmod`, `symlinks` and `stale_sockets` from `scenario.json` are applied
-//! (git cannot store sockets or modes).
+//! A scenario's layout, and how it is prepared before the run:
+//! `tests/common/scenario.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use assert_cmd::Command;
+mod common;
+
+use common::doctor::{found_checks, BIN};
+use common::scenario::{self, Scenario};
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::Command;
 
-fn scenarios() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir("testdata/homes")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("scenario.json").exists())
-        .collect();
-    v.sort();
-    v
-}
-
-fn copy_templated(from: &Path, to: &Path, root: &str) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-            copy_templated(&entry.path(), &dest, root);
-        } else {
-            let bytes = fs::read(entry.path()).unwrap();
-            let out = match String::from_utf8(bytes) {
-                Ok(text) => text.replace("{{ROOT}}", root).into_bytes(),
-                Err(e) => e.into_bytes(),
-            };
-            fs::write(&dest, out).unwrap();
-        }
-    }
-}
-
-struct Prepared {
-    _tmp: Option<tempfile::TempDir>,
-    root: PathBuf,
-    spec: Value,
-}
-
-fn prepare(dir: &Path) -> Prepared {
-    let spec: Value =
-        serde_json::from_slice(&fs::read(dir.join("scenario.json")).unwrap()).unwrap();
-    if spec["copy"] == Value::Bool(false) {
-        return Prepared {
-            _tmp: None,
-            root: dir.to_path_buf(),
-            spec,
-        };
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("s");
-    fs::create_dir_all(&root).unwrap();
-    copy_templated(dir, &root, root.to_str().unwrap());
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Some(modes) = spec["chmod"].as_object() {
-            for (rel, mode) in modes {
-                let m = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
-                fs::set_permissions(root.join(rel), fs::Permissions::from_mode(m)).unwrap();
-            }
-        }
-        if let Some(links) = spec["symlinks"].as_object() {
-            for (rel, target) in links {
-                std::os::unix::fs::symlink(target.as_str().unwrap(), root.join(rel)).unwrap();
-            }
-        }
-        for rel in spec["stale_sockets"].as_array().into_iter().flatten() {
-            // Bound then dropped: the file a SIGKILLed daemon leaves behind.
-            drop(std::os::unix::net::UnixListener::bind(root.join(rel.as_str().unwrap())).unwrap());
-        }
-    }
-    Prepared {
-        _tmp: Some(tmp),
-        root,
-        spec,
-    }
-}
-
-fn diagnose(p: &Prepared, extra: &[&str]) -> (i32, Value, String) {
-    let home = p.root.join("home");
-    let out = Command::cargo_bin("pm2-doctor")
-        .unwrap()
-        .env_clear()
-        .env("HOME", p.root.as_os_str())
-        .args(["diagnose", "--timeout", "0.5", "--home"])
-        .arg(&home)
-        .arg("--process-snapshot")
-        .arg(p.root.join("processes.json"))
-        .args(extra)
-        .output()
-        .unwrap();
+fn diagnose(p: &Scenario, extra: &[&str]) -> (i32, Value, String) {
+    let out = p.diagnose_cmd().args(extra).output().unwrap();
     let code = out.status.code().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let json = if extra.contains(&"json") {
@@ -139,11 +55,11 @@ fn normalise(v: &mut Value, root: &str, tag: &str) {
 
 #[test]
 fn every_fixture_matches_its_expectations() {
-    let all = scenarios();
+    let all = scenario::all();
     assert!(all.len() >= 10, "fixtures missing: {all:?}");
     for dir in all {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let p = prepare(&dir);
+        let p = Scenario::prepare(&dir);
         let expect = &p.spec["expect"];
         let (code, mut json, _) = diagnose(&p, &["--format", "json"]);
         assert_eq!(
@@ -247,7 +163,7 @@ fn every_fixture_matches_its_expectations() {
 
 #[test]
 fn human_output_names_every_problem_and_its_fix() {
-    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let p = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
     let (code, _, text) = diagnose(&p, &["--color", "never"]);
     assert_eq!(code, 4);
     assert!(text.contains("✗ daemon.pid-stale"), "{text}");
@@ -271,7 +187,7 @@ fn human_output_names_every_problem_and_its_fix() {
 
 #[test]
 fn only_restricts_the_checks_and_the_exit_code() {
-    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let p = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
     let (code, json, _) = diagnose(&p, &["--format", "json", "--only", "pidfile.stale"]);
     assert_eq!(code, 0, "pidfile.stale is a warning");
     let statuses: Vec<(&str, &str)> = json["checks"]
@@ -291,7 +207,7 @@ fn only_restricts_the_checks_and_the_exit_code() {
 
 #[test]
 fn prometheus_output_is_well_formed() {
-    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let p = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
     let (_, _, text) = diagnose(&p, &["--format", "prometheus"]);
     let mut seen_types = std::collections::HashSet::new();
     for line in text.lines() {
@@ -327,25 +243,16 @@ fn usage_errors_exit_16() {
         vec!["diagnose", "--timeout", "forever"],
         vec!["frobnicate"],
     ] {
-        let out = Command::cargo_bin("pm2-doctor")
-            .unwrap()
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(16), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
     }
-    let help = Command::cargo_bin("pm2-doctor")
-        .unwrap()
-        .arg("--help")
-        .output()
-        .unwrap();
+    let help = Command::new(BIN).arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
 }
 #[test]
 fn checks_lists_every_id_once() {
-    let out = Command::cargo_bin("pm2-doctor")
-        .unwrap()
+    let out = Command::new(BIN)
         .args(["checks", "--format", "json"])
         .output()
         .unwrap();
@@ -365,8 +272,7 @@ fn checks_lists_every_id_once() {
 
 #[test]
 fn ports_names_who_holds_each_wanted_port() {
-    let out = Command::cargo_bin("pm2-doctor")
-        .unwrap()
+    let out = Command::new(BIN)
         .env_clear()
         .args([
             "ports",
@@ -395,7 +301,7 @@ fn ports_names_who_holds_each_wanted_port() {
 
 #[test]
 fn diagnose_lints_the_ecosystem_file_it_is_given() {
-    let p = prepare(Path::new("testdata/homes/seed-incident"));
+    let p = Scenario::prepare(Path::new("testdata/homes/seed-incident"));
     let (code, json, _) = diagnose(
         &p,
         &[
@@ -406,12 +312,7 @@ fn diagnose_lints_the_ecosystem_file_it_is_given() {
         ],
     );
     assert_eq!(code, 4);
-    let checks: Vec<&str> = json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
+    let checks = found_checks(&json);
     assert!(checks.contains(&"config.implicit-cluster"), "{checks:?}");
     assert!(checks.contains(&"config.restart-policy"), "{checks:?}");
     // Without --ecosystem the config checks are skipped, with the reason.

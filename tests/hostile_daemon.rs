@@ -11,6 +11,10 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::doctor::BIN;
+use common::lab::Lab;
 use pm2_doctor::home::Endpoint;
 use pm2_doctor::probe::{probe, ProbeOutcome};
 use std::io::{Read, Write};
@@ -320,21 +324,13 @@ fn serve(mut s: UnixStream, mode: Hostile, stop: &AtomicBool) {
 
 // --- the checks ---------------------------------------------------------------
 
-struct Lab {
-    tmp: tempfile::TempDir,
-    home: PathBuf,
+fn new_lab() -> Lab {
+    Lab::new("pm2doctor-hostile-daemon-", &[])
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let home = tmp.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        Lab { tmp, home }
-    }
-
     fn sock(&self) -> PathBuf {
-        self.home.join("rpc.sock")
+        self.path("rpc.sock")
     }
 }
 
@@ -363,7 +359,7 @@ fn check_outcome(mode: Hostile, out: &ProbeOutcome) {
 }
 
 fn probe_level(mode: Hostile) {
-    let lab = Lab::new();
+    let lab = new_lab();
     let _server = Server::start(&lab.sock(), mode);
     let started = Instant::now();
     let out = probe(&Endpoint::UnixSocket(lab.sock()), DEADLINE);
@@ -395,22 +391,21 @@ fn binary_level(mode: Hostile) {
 }
 
 fn binary_level_with(mode: Hostile, deadline: Duration) {
-    let lab = Lab::new();
+    let lab = new_lab();
     let _server = Server::start(&lab.sock(), mode);
-    let bin = assert_cmd::cargo::cargo_bin("pm2-doctor");
     // GNU time's `%M` (peak RSS, KiB); BSD time has no -f.
     let time = Path::new("/usr/bin/time");
     let gnu_time = cfg!(target_os = "linux") && time.exists();
-    let rss_file = lab.tmp.path().join("rss");
+    let rss_file = lab.root().join("rss");
     let mut cmd = if gnu_time {
         let mut c = Command::new(time);
-        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(&bin);
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(BIN);
         c
     } else {
-        Command::new(&bin)
+        Command::new(BIN)
     };
     cmd.env_clear()
-        .env("HOME", lab.tmp.path())
+        .env("HOME", lab.root())
         .args(["diagnose", "--format", "json", "--timeout"])
         .arg(deadline.as_secs_f64().to_string())
         .arg("--home")

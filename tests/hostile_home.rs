@@ -68,6 +68,18 @@ impl Lab {
         self.doctor(&args)
     }
 
+    /// `repair --yes` keeping its run in `backups`.
+    fn repair_into(&self, backups: &str) -> Out {
+        self.doctor(&[
+            "repair",
+            "--yes",
+            "--timeout",
+            "0.5",
+            "--backup-dir",
+            backups,
+        ])
+    }
+
     fn repair(&self, extra: &[&str]) -> Out {
         let mut args = vec!["repair", "--yes", "--grace", "1", "--timeout", "0.5"];
         args.extend_from_slice(extra);
@@ -354,14 +366,7 @@ fn a_backup_dir_that_links_into_the_home_is_refused() {
     std::os::unix::fs::symlink(lab.path("kept"), &link).unwrap();
     let before = tree(&lab.home);
     let link_s = link.to_str().unwrap();
-    let r = lab.doctor(&[
-        "repair",
-        "--yes",
-        "--timeout",
-        "0.5",
-        "--backup-dir",
-        link_s,
-    ]);
+    let r = lab.repair_into(link_s);
     assert_eq!(r.code, 8, "{r}");
     assert!(r.stderr.contains("inside the PM2 home"), "{r}");
     assert_eq!(tree(&lab.home), before, "nothing changed, nothing created");
@@ -379,14 +384,7 @@ fn a_backup_dir_that_links_into_the_home_is_refused() {
     // The link dangles into the home: the folder must not be created there.
     fs::remove_dir(lab.path("kept")).unwrap();
     let before = tree(&lab.home);
-    let r = lab.doctor(&[
-        "repair",
-        "--yes",
-        "--timeout",
-        "0.5",
-        "--backup-dir",
-        link_s,
-    ]);
+    let r = lab.repair_into(link_s);
     assert_eq!(r.code, 8, "{r}");
     assert_eq!(tree(&lab.home), before, "nothing created in the home:\n{r}");
     assert!(lab.path("pm2.pid").exists() && lab.path("pids/web-0.pid").exists());
@@ -609,14 +607,7 @@ fn a_read_only_home_is_diagnosed_and_repair_fails_cleanly() {
 
     // Backups on the read-only disk: refused before anything is touched.
     let ro_backups = mount.0.join("backups");
-    let r = lab.doctor(&[
-        "repair",
-        "--yes",
-        "--timeout",
-        "0.5",
-        "--backup-dir",
-        ro_backups.to_str().unwrap(),
-    ]);
+    let r = lab.repair_into(ro_backups.to_str().unwrap());
     assert_eq!(r.code, 8, "{r}");
     assert!(r.stderr.contains("nothing was changed"), "{r}");
     assert!(r.stderr.contains("Read-only file system"), "{r}");

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::doctor::BIN;
+use common::doctor::{found_checks, BIN};
 use common::lab::{write_mode, Lab};
 use common::procfs::wait_for_exec;
 use common::scenario::{self, Scenario};
@@ -250,12 +250,7 @@ fn diagnose_of_the_seed_incident_replay_matches_the_schema() {
     let (code, doc) = diagnose_scenario(&s, &[], "seed-incident");
     assert_eq!(code, 4);
     assert_every_check_once(&doc, "seed-incident");
-    let checks: Vec<&str> = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
+    let checks = found_checks(&doc);
     for id in ["daemon.pid-stale", "process.orphan", "app.port-conflict"] {
         assert!(checks.contains(&id), "{checks:?}");
     }
@@ -405,6 +400,12 @@ impl Lab {
             "restart_time": 0,
         })
     }
+
+    /// An owner-only dump.pm2 holding one app, `web`, running `script`.
+    fn save_web(&self, script: &Path, env: Value) {
+        let dump = Value::Array(vec![self.entry("web", script, env)]);
+        self.file("home/dump.pm2", &dump.to_string(), 0o600);
+    }
 }
 
 /// A pid that is not running: one of ours, reaped.
@@ -433,12 +434,7 @@ fn repair_undo_and_backups_of_a_broken_home_match_their_schemas() {
     let (code, doc) = run_valid("diagnose", &mut lab.json("diagnose"), "diagnose");
     assert_eq!(code & 4, 4, "errors found");
     assert_every_check_once(&doc, "diagnose");
-    let found: Vec<&str> = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
+    let found = found_checks(&doc);
     for id in [
         "daemon.pid-stale",
         "socket.stale",
@@ -530,12 +526,7 @@ fn a_wedged_socket_and_a_missing_script_match_the_schemas() {
     // Bound and kept, never accepted from: connects succeed, nothing answers.
     let _wedged = std::os::unix::net::UnixListener::bind(lab.home.join("rpc.sock")).unwrap();
     let gone = lab.root().join("gone/web.js");
-    let dump = Value::Array(vec![lab.entry(
-        "web",
-        &gone,
-        serde_json::json!({"PM2_HOME": lab.home}),
-    )]);
-    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.save_web(&gone, serde_json::json!({"PM2_HOME": lab.home}));
 
     let (code, doc) = run_valid(
         "diagnose",
@@ -587,9 +578,10 @@ fn ports_documents_match_the_schema() {
     let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = stranger.local_addr().unwrap().port();
     let script = lab.file("apps/web.js", "// web\n", 0o644);
-    let env = serde_json::json!({"PM2_HOME": lab.home, "PORT": port.to_string()});
-    let dump = Value::Array(vec![lab.entry("web", &script, env)]);
-    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
+    lab.save_web(
+        &script,
+        serde_json::json!({"PM2_HOME": lab.home, "PORT": port.to_string()}),
+    );
     let (_, doc) = run_valid("ports", &mut lab.json("ports"), "ports of a live home");
     assert_eq!(doc["ports"][0]["port"], port);
     assert_eq!(doc["ports"][0]["source"], "env:PORT");
@@ -652,8 +644,11 @@ fn lint_of_every_ecosystem_fixture_matches_the_schema() {
 
 /// A `pm2` that refuses every command (exit 1, a line on stderr), installed
 /// like npm does (`<pkg>/bin/pm2` beside `<pkg>/package.json`) so that
-/// diagnose reads its version too.
-fn refusing_pm2(lab: &Lab) -> PathBuf {
+/// diagnose reads its version too; and a dump holding `web`, whose script
+/// exists. Returns the `pm2`.
+fn web_and_a_refusing_pm2(lab: &Lab) -> PathBuf {
+    let script = lab.file("apps/web.js", "// web\n", 0o644);
+    lab.save_web(&script, serde_json::json!({"PM2_HOME": lab.home}));
     lab.file(
         "pm2pkg/package.json",
         r#"{"name": "pm2", "version": "7.0.4"}"#,
@@ -669,14 +664,7 @@ fn refusing_pm2(lab: &Lab) -> PathBuf {
 #[test]
 fn resurrect_with_a_pm2_that_refuses_matches_the_schema() {
     let lab = new_lab();
-    let pm2 = refusing_pm2(&lab);
-    let script = lab.file("apps/web.js", "// web\n", 0o644);
-    let dump = Value::Array(vec![lab.entry(
-        "web",
-        &script,
-        serde_json::json!({"PM2_HOME": lab.home}),
-    )]);
-    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
+    let pm2 = web_and_a_refusing_pm2(&lab);
     let resurrect = |extra: &[&str], what: &str| {
         run_valid(
             "resurrect",
@@ -740,14 +728,7 @@ fn every_document_carries_schema_version() {
 #[test]
 fn repair_resurrect_prints_one_document() {
     let lab = new_lab();
-    let pm2 = refusing_pm2(&lab);
-    let script = lab.file("apps/web.js", "// web\n", 0o644);
-    let dump = Value::Array(vec![lab.entry(
-        "web",
-        &script,
-        serde_json::json!({"PM2_HOME": lab.home}),
-    )]);
-    lab.file("home/dump.pm2", &dump.to_string(), 0o600);
+    let pm2 = web_and_a_refusing_pm2(&lab);
     let out = lab
         .json("repair")
         .args(["--yes", "--resurrect", "--watch", "0.1", "--timeout", "0.5"])

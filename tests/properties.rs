@@ -11,6 +11,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::doctor;
 use pm2_doctor::dump::{entry_problems, looks_secret, parse_bytes, DumpParse, EnvShape};
 use pm2_doctor::home::{parse_pid, FileMeta, PidParse};
 use pm2_doctor::probe::{decode_frame, encode_frame, parse_reply, FrameError, MAX_ARG_BYTES};
@@ -410,16 +413,14 @@ fn the_sample_manifest_is_valid() {
 #[cfg(unix)]
 mod crash_undo {
     use super::cases;
+    use crate::common::doctor::{self, Out, Paused};
+    use crate::common::lab::write_mode;
+    use crate::common::tree::tree;
+    use crate::common::GOOD_DUMP;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
     use std::fs;
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::path::Path;
 
-    const GOOD_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"NODE_ENV":"production"}}]"#;
     const SECRET_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"API_TOKEN":"t0k"}}]"#;
 
     #[derive(Clone, Debug)]
@@ -499,24 +500,19 @@ mod crash_undo {
             )
     }
 
-    fn write(path: &Path, content: &str, mode: u32) {
-        fs::write(path, content).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    }
-
     fn build(home: &Path, spec: &HomeSpec) {
         fs::create_dir_all(home.join("pids")).unwrap();
         fs::create_dir_all(home.join("logs")).unwrap();
-        write(
+        write_mode(
             &home.join("logs/web-error.log"),
             "Error: EADDRINUSE\n",
             0o644,
         );
         if let Some((text, m)) = &spec.pm2_pid {
-            write(&home.join("pm2.pid"), text, *m);
+            write_mode(&home.join("pm2.pid"), text, *m);
         }
         for (i, (text, m)) in spec.pid_files.iter().enumerate() {
-            write(&home.join(format!("pids/app{i}-{i}.pid")), text, *m);
+            write_mode(&home.join(format!("pids/app{i}-{i}.pid")), text, *m);
         }
         for (on, name) in [(spec.rpc_sock, "rpc.sock"), (spec.pub_sock, "pub.sock")] {
             if on {
@@ -530,131 +526,44 @@ mod crash_undo {
                 mode,
                 bak_mode,
             } => {
-                write(&home.join("dump.pm2"), corrupt, *mode);
-                write(&home.join("dump.pm2.bak"), GOOD_DUMP, *bak_mode);
+                write_mode(&home.join("dump.pm2"), corrupt, *mode);
+                write_mode(&home.join("dump.pm2.bak"), GOOD_DUMP, *bak_mode);
             }
             DumpSpec::SecretReadable { with_bak } => {
-                write(&home.join("dump.pm2"), SECRET_DUMP, 0o644);
+                write_mode(&home.join("dump.pm2"), SECRET_DUMP, 0o644);
                 if *with_bak {
-                    write(&home.join("dump.pm2.bak"), SECRET_DUMP, 0o644);
+                    write_mode(&home.join("dump.pm2.bak"), SECRET_DUMP, 0o644);
                 }
             }
         }
-    }
-
-    /// Every path under `root`: kind, mode and bytes.
-    pub(super) fn tree(root: &Path) -> BTreeMap<String, String> {
-        fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-            let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
-            entries.sort_by_key(|e| e.path());
-            for e in entries {
-                let p = e.path();
-                let m = fs::symlink_metadata(&p).unwrap();
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                let mode = m.permissions().mode() & 0o7777;
-                let ft = m.file_type();
-                let desc = if ft.is_dir() {
-                    walk(root, &p, out);
-                    format!("dir {mode:o}")
-                } else if ft.is_symlink() {
-                    format!("link {}", fs::read_link(&p).unwrap().display())
-                } else if ft.is_file() {
-                    format!("file {mode:o} {:?}", fs::read(&p).unwrap())
-                } else {
-                    use std::os::unix::fs::FileTypeExt;
-                    let kind = if ft.is_socket() { "socket" } else { "special" };
-                    format!("{kind} {mode:o}")
-                };
-                out.insert(rel, desc);
-            }
-        }
-        let mut out = BTreeMap::new();
-        walk(root, root, &mut out);
-        out
-    }
-
-    fn bin() -> PathBuf {
-        assert_cmd::cargo::cargo_bin("pm2-doctor")
     }
 
     /// Runs `repair --yes` pausing after action `n`; kills it (by pid) once
     /// it says so. Returns whether it paused (a plan shorter than `n`
     /// finishes normally).
     fn repair_killed_after(tmp: &Path, home: &Path, backups: &Path, n: usize) -> bool {
-        let mut child = Command::new(bin())
-            .env_clear()
-            .env("HOME", tmp)
-            .env("PM2_DOCTOR_TEST_PAUSE_AFTER", n.to_string())
-            .args([
-                "repair",
-                "--yes",
-                "--grace",
-                "1",
-                "--timeout",
-                "0.5",
-                "--home",
-            ])
-            .arg(home)
-            .arg("--backup-dir")
-            .arg(backups)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("paused after action") {
-                    let _ = tx.send(true);
-                }
+        match Paused::repair(tmp, home, backups, n, None) {
+            Ok(paused) => {
+                paused.kill();
+                true
             }
-            let _ = tx.send(false);
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let paused = loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(p) => break p,
-                Err(_) if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("repair neither paused nor finished in 30 s");
-                }
-                Err(_) => {}
+            Err(status) => {
+                assert!(
+                    matches!(status.code(), Some(c) if c & 8 == 0),
+                    "repair failed: {status:?}"
+                );
+                false
             }
-        };
-        if paused {
-            child.kill().unwrap();
         }
-        let status = child.wait().unwrap();
-        reader.join().unwrap();
-        if !paused {
-            assert!(
-                matches!(status.code(), Some(c) if c & 8 == 0),
-                "repair failed: {status:?}"
-            );
-        }
-        paused
     }
 
-    fn undo(tmp: &Path, home: &Path, backups: &Path) -> (Option<i32>, String) {
-        let out = Command::new(bin())
-            .env_clear()
-            .env("HOME", tmp)
-            .args(["undo", "--format", "json", "--home"])
+    fn undo(tmp: &Path, home: &Path, backups: &Path) -> Out {
+        let mut cmd = doctor::sandboxed(tmp);
+        cmd.args(["undo", "--format", "json", "--home"])
             .arg(home)
             .arg("--backup-dir")
-            .arg(backups)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+            .arg(backups);
+        doctor::run(cmd, "undo")
     }
 
     proptest! {
@@ -675,9 +584,9 @@ mod crash_undo {
                 .flatten()
                 .flatten()
                 .any(|d| d.path().join("runs").is_dir());
-            let (code, out) = undo(tmp.path(), &home, &backups);
+            let out = undo(tmp.path(), &home, &backups);
             if ran {
-                prop_assert_eq!(code, Some(0), "undo: {}", out);
+                prop_assert_eq!(out.code, 0, "undo: {}", out);
             }
             prop_assert_eq!(tree(&home), before, "spec {:?}\nundo: {}", spec, out);
         }
@@ -714,10 +623,7 @@ fn diagnose_survives_a_deep_dump_with_a_quote_in_a_comment() {
         "{\"a\":".repeat(100_000)
     );
     std::fs::write(home.join("dump.pm2"), dump).unwrap();
-    let out = assert_cmd::Command::cargo_bin("pm2-doctor")
-        .unwrap()
-        .env_clear()
-        .env("HOME", tmp.path())
+    let out = doctor::sandboxed(tmp.path())
         .args(["diagnose", "--format", "json", "--timeout", "0.5", "--home"])
         .arg(&home)
         .output()
@@ -747,10 +653,7 @@ fn human_report_never_passes_escape_sequences_through() {
     let home = tmp.path().join("home");
     std::fs::create_dir(&home).unwrap();
     std::fs::write(home.join("pm2.pid"), "\u{1b}]0;pwned\u{7}\u{1b}[2J").unwrap();
-    let out = assert_cmd::Command::cargo_bin("pm2-doctor")
-        .unwrap()
-        .env_clear()
-        .env("HOME", tmp.path())
+    let out = doctor::sandboxed(tmp.path())
         .env("CLICOLOR_FORCE", "1")
         .args(["diagnose", "--verbose", "--timeout", "0.5", "--home"])
         .arg(&home)

@@ -22,395 +22,34 @@
 //!   restart their apps), plus the children the test spawned itself and
 //!   the processes it remembered (an app's grandchild), the latter only
 //!   while their start time still matches. Nothing else is ever signalled.
-//! * The tests run one at a time ([`SERIAL`]).
+//! * The tests run one at a time (`serial()`).
 //! * Without PM2 installed they fail under `CI=true` and are skipped, with a
 //!   note, otherwise.
 //! * Networking stays on 127.0.0.1.
 //! * The only timing assertion is that a wedged daemon does not hold
 //!   `diagnose` past its deadline plus generous slack.
 #![cfg(target_os = "linux")]
-// The skip note and the cleanup warning go to stderr from helpers, which
-// `allow-print-in-tests` does not cover.
-#![allow(clippy::print_stderr)]
 
+mod common;
+
+use common::doctor::{self, signalled, Out};
+use common::lab::{send_signal, Lab};
+use common::net::{free_ports, port_answers};
+use common::pm2::{app, real_cli, SETTLE, VERSION as PM2_VERSION};
+use common::tree::{changed_paths, tree, Tree};
+use common::wait::{wait_until, wait_until_or};
+use common::{command, path_var, procfs, python3, serial};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// The PM2 `tests/pm2/package-lock.json` pins.
-const PM2_VERSION: &str = "7.0.4";
-/// Longest any single pm2 command may run before it is killed.
-const PM2_DEADLINE: Duration = Duration::from_secs(30);
-/// Longest `pm2-doctor diagnose` may run before it is killed.
-const DIAGNOSE_DEADLINE: Duration = Duration::from_secs(60);
-/// Longest we wait for a state change (a port to listen, a pid to die).
-const SETTLE: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
-
-/// Real-PM2 tests share ports, daemons and the process table: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn app(file: &str) -> String {
-    repo().join("tests/apps").join(file).display().to_string()
-}
-
-/// The pinned pm2 CLI, or `None` (with a note) when it is not installed.
-/// Under `CI=true` a missing PM2 is a failure, never a silent skip.
-fn installed_pm2() -> Option<PathBuf> {
-    let bin = repo().join("tests/pm2/node_modules/pm2/bin/pm2");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "PM2 {PM2_VERSION} is not installed at {}; install it with \
-         `cd tests/pm2 && npm ci --prefer-offline --no-audit --no-fund`",
-        bin.display()
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: the real-PM2 tests must run)");
-    }
-    eprintln!("note: skipping a real-PM2 test: {msg}");
-    None
-}
-
-/// The pinned CLI as npm lays it out (`node_modules/.bin/pm2` is a symlink
-/// into the package), for `--pm2`.
-fn real_cli() -> PathBuf {
-    let dot_bin = repo().join("tests/pm2/node_modules/.bin/pm2");
-    if dot_bin.exists() {
-        dot_bin
-    } else {
-        repo().join("tests/pm2/node_modules/pm2/bin/pm2")
-    }
-}
-
-fn path_var() -> OsString {
-    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
-}
-
-/// Polls `child` until it exits or `deadline` passes; on the deadline it is
-/// killed by pid (Child::kill is SIGKILL to that pid) and reaped.
-fn wait_bounded(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if started.elapsed() < deadline => sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
-
-/// The real python3 interpreter. pyenv-style shims need the user's HOME and
-/// pm2 runs with a temporary one, so the shim is resolved first.
-fn python3() -> String {
-    let out_file = tempfile::NamedTempFile::new().expect("temp file");
-    let mut child = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .stdin(Stdio::null())
-        .stdout(out_file.reopen().expect("reopen temp file"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is needed for the orphan scenario");
-    let status = wait_bounded(&mut child, Duration::from_secs(20));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "python3 did not report its interpreter path"
-    );
-    let path = fs::read_to_string(out_file.path()).expect("read python3 output");
-    let path = path.trim().to_string();
-    assert!(Path::new(&path).is_file(), "python3 reported {path:?}");
-    path
-}
-
-/// Ports that were free a moment ago on 127.0.0.1 (all held at once while
-/// they are picked, so they differ).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
-        .collect();
-    let mut ports = [0u16; N];
-    for (slot, l) in ports.iter_mut().zip(&held) {
-        *slot = l.local_addr().expect("local addr").port();
-    }
-    ports
-}
-
-fn port_answers(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(
-            started.elapsed() < SETTLE,
-            "gave up after {SETTLE:?} waiting for {what}"
-        );
-        sleep(POLL);
-    }
-}
-
-/// SIGKILL to one explicit pid (test setup and cleanup only).
-fn kill9(pid: u32) {
-    send_signal(pid, "KILL");
-}
-
-/// `kill -<sig> <pid>` to one explicit pid (test setup and cleanup only).
-fn send_signal(pid: u32, sig: &str) {
-    assert!(
-        pid > 1 && pid != std::process::id(),
-        "refusing to signal pid {pid}"
-    );
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .env_clear()
-        .env("PATH", path_var())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Just enough of /proc.
-mod procfs {
-    use std::fs;
-
-    pub fn pids() -> Vec<u32> {
-        fs::read_dir("/proc")
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Whether the environment holds exactly this `KEY=value` entry.
-    pub fn has_env(pid: u32, entry: &str) -> bool {
-        fs::read(format!("/proc/{pid}/environ"))
-            .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-            .unwrap_or(false)
-    }
-
-    pub fn cmdline(pid: u32) -> String {
-        fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .trim_end_matches('\0')
-                    .replace('\0', " ")
-            })
-            .unwrap_or_default()
-    }
-
-    /// State letter and ppid, read after the last `)` (comm may hold anything).
-    pub fn stat(pid: u32) -> Option<(char, u32)> {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &text[text.rfind(')')? + 1..];
-        let mut fields = rest.split_whitespace();
-        let state = fields.next()?.chars().next()?;
-        let ppid = fields.next()?.parse().ok()?;
-        Some((state, ppid))
-    }
-
-    /// Start time in clock ticks since boot (field 22 of stat): with the
-    /// pid, the identity of a process.
-    pub fn start_ticks(pid: u32) -> Option<u64> {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &text[text.rfind(')')? + 1..];
-        rest.split_whitespace().nth(19)?.parse().ok()
-    }
-
-    /// Start time in seconds since the epoch, as `ps -o lstart` computes
-    /// it: boot time plus start ticks over USER_HZ (100 on Linux).
-    pub fn start_time(pid: u32) -> Option<u64> {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
-        let btime: u64 = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(btime + start_ticks(pid)? / 100)
-    }
-
-    /// Exists and is not a zombie.
-    pub fn alive(pid: u32) -> bool {
-        stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
-    }
-
-    pub fn is_daemon(pid: u32) -> bool {
-        let c = cmdline(pid);
-        c.starts_with("PM2 v") && c.contains("God Daemon")
-    }
-}
-
-/// The result of one `pm2-doctor diagnose --format json` run.
-struct Diag {
-    code: i32,
-    json: Value,
-    elapsed: Duration,
-}
-
-impl Diag {
-    fn findings(&self, check: &str) -> Vec<&Value> {
-        self.json["findings"]
-            .as_array()
-            .expect("findings is an array")
-            .iter()
-            .filter(|f| f["check"] == check)
-            .collect()
-    }
-
-    fn one(&self, check: &str) -> &Value {
-        let found = self.findings(check);
-        assert_eq!(
-            found.len(),
-            1,
-            "expected exactly one {check} finding in\n{}",
-            self.pretty()
-        );
-        found[0]
-    }
-
-    fn status(&self, check: &str) -> &str {
-        self.json["checks"]
-            .as_array()
-            .expect("checks is an array")
-            .iter()
-            .find(|c| c["id"] == check)
-            .unwrap_or_else(|| panic!("no check {check} in\n{}", self.pretty()))["status"]
-            .as_str()
-            .expect("status is a string")
-    }
-
-    fn checks_found(&self) -> BTreeSet<&str> {
-        self.json["findings"]
-            .as_array()
-            .expect("findings is an array")
-            .iter()
-            .filter_map(|f| f["check"].as_str())
-            .collect()
-    }
-
-    fn errors(&self) -> Vec<&Value> {
-        self.json["findings"]
-            .as_array()
-            .expect("findings is an array")
-            .iter()
-            .filter(|f| f["severity"] == "error")
-            .collect()
-    }
-
-    fn pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.json).unwrap_or_default()
-    }
-}
-
-/// The result of one `pm2-doctor repair|undo --format json` run.
-struct Run {
-    code: i32,
-    json: Value,
-}
-
-impl Run {
-    fn pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.json).unwrap_or_default()
-    }
-
-    fn array(&self, key: &str) -> &Vec<Value> {
-        self.json[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("{key} is not an array in\n{}", self.pretty()))
-    }
-
-    /// The run folder this repair wrote (`backup_dir`).
-    fn run_dir(&self) -> PathBuf {
-        PathBuf::from(
-            self.json["backup_dir"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no backup_dir in\n{}", self.pretty())),
-        )
-    }
-}
-
-/// What is at each path under `root`: a file's bytes, or its kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Node {
-    File(Vec<u8>),
-    Dir,
-    Socket,
-    Other(String),
-}
-
-fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Node>) {
-        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-            .expect("read dir")
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            let m = fs::symlink_metadata(&p).expect("stat");
-            let rel = p
-                .strip_prefix(root)
-                .expect("under root")
-                .display()
-                .to_string();
-            let ft = m.file_type();
-            let node = if ft.is_dir() {
-                walk(root, &p, out);
-                Node::Dir
-            } else if ft.is_file() {
-                Node::File(fs::read(&p).expect("read file"))
-            } else if std::os::unix::fs::FileTypeExt::is_socket(&ft) {
-                Node::Socket
-            } else {
-                Node::Other(format!("{ft:?}"))
-            };
-            out.insert(rel, node);
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// The paths whose state differs between two snapshots.
-fn changed_paths(
-    a: &std::collections::BTreeMap<String, Node>,
-    b: &std::collections::BTreeMap<String, Node>,
-) -> Vec<String> {
-    a.keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .collect()
-}
+const PREFIX: &str = "pm2doctor-it-";
 
 fn evidence_pid(f: &Value) -> u32 {
     f["evidence"]["pid"]
@@ -419,364 +58,33 @@ fn evidence_pid(f: &Value) -> u32 {
         .unwrap_or_else(|| panic!("finding without a numeric evidence.pid: {f}"))
 }
 
-/// One private PM2 home and everything started for it. Dropping it kills,
-/// by pid, every process of that home and every child the test spawned.
-struct Lab {
-    root: tempfile::TempDir,
-    home: PathBuf,
-    /// `PM2_HOME=<home>`, exactly as it appears in an environ.
-    home_env: String,
-    pm2: Option<PathBuf>,
-    /// Helpers (sleep, a hung pm2 CLI) the test spawned itself.
-    children: Vec<Child>,
-    /// Processes started indirectly (an app's grandchild) that may lose the
-    /// markers the cleanup looks for: (pid, start ticks), killed by pid
-    /// while the start time still matches.
-    strays: Vec<(u32, u64)>,
-    cli_runs: usize,
-}
-
 impl Lab {
-    fn new(pm2: Option<PathBuf>) -> Lab {
-        let root = tempfile::Builder::new()
-            .prefix("pm2doctor-it-")
-            .tempdir()
-            .expect("temp dir");
-        let home = root.path().join("home");
-        fs::create_dir(&home).expect("create home");
-        // `touch` marks the home as used before: no first-run banner and no
-        // version check over the network.
-        fs::write(home.join("touch"), "0").expect("write touch");
-        let home_env = format!("PM2_HOME={}", home.display());
-        Lab {
-            root,
-            home,
-            home_env,
-            pm2,
-            children: Vec::new(),
-            strays: Vec::new(),
-            cli_runs: 0,
-        }
-    }
-
-    fn home_str(&self) -> &str {
-        self.home.to_str().expect("utf-8 temp path")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.home.join(rel)
-    }
-
-    /// A pm2 command with this home, a cleared environment (plus `env`), its
-    /// output in a file, and not yet waited for.
-    fn start_pm2(&mut self, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBuf) {
-        let pm2 = self.pm2.clone().expect("this test needs pm2");
-        self.cli_runs += 1;
-        let log = self
-            .root
-            .path()
-            .join(format!("pm2-cli-{}.log", self.cli_runs));
-        let out = fs::File::create(&log).expect("create cli log");
-        let err = out.try_clone().expect("clone cli log");
-        let child = Command::new(pm2)
-            .args(args)
-            .env_clear()
-            .env("PATH", path_var())
-            .env("HOME", self.root.path())
-            .env("PM2_HOME", &self.home)
-            .envs(env.iter().copied())
-            .current_dir(self.root.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn pm2");
-        (child, log)
-    }
-
-    /// Runs a pm2 command to completion within [`PM2_DEADLINE`]; returns its
-    /// output. A hang or a failure fails the test.
-    fn pm2(&mut self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let (mut child, log) = self.start_pm2(args, env);
-        let status = wait_bounded(&mut child, PM2_DEADLINE);
-        let output = fs::read_to_string(&log).unwrap_or_default();
-        match status {
-            Some(s) if s.success() => output,
-            Some(s) => panic!("`pm2 {}` failed ({s}):\n{output}", args.join(" ")),
-            None => panic!(
-                "`pm2 {}` did not finish within {PM2_DEADLINE:?} and was killed:\n{output}",
-                args.join(" ")
-            ),
-        }
-    }
-
-    /// A pm2 command that is expected to hang: left running, killed at the end.
-    fn spawn_pm2(&mut self, args: &[&str]) -> u32 {
-        let (child, _) = self.start_pm2(args, &[]);
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    /// Any helper process (a `sleep`), with a cleared environment plus `env`.
-    fn spawn(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) -> u32 {
-        let child = Command::new(program)
-            .args(args)
-            .env_clear()
-            .env("PATH", path_var())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    /// Whether a child the test spawned is still running (a killed child
-    /// stays a zombie until we reap it, so this cannot be fooled).
-    fn child_running(&mut self, pid: u32) -> bool {
-        let child = self
-            .children
-            .iter_mut()
-            .find(|c| c.id() == pid)
-            .expect("not our child");
-        matches!(child.try_wait(), Ok(None)) && procfs::alive(pid)
-    }
-
-    fn stop_child(&mut self, pid: u32) {
-        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
-            let mut c = self.children.swap_remove(i);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Live processes whose environment says `PM2_HOME=<this home>`.
-    fn home_procs(&self) -> Vec<u32> {
-        let me = std::process::id();
-        procfs::pids()
-            .into_iter()
-            .filter(|&p| p > 1 && p != me)
-            .filter(|&p| procfs::has_env(p, &self.home_env))
-            .filter(|&p| procfs::alive(p))
-            .collect()
-    }
-
-    /// Live PM2 daemons of this home.
-    fn daemons(&self) -> Vec<u32> {
-        self.home_procs()
-            .into_iter()
-            .filter(|&p| procfs::is_daemon(p))
-            .collect()
-    }
-
-    fn read_pid(&self, rel: &str) -> u32 {
-        let path = self.path(rel);
-        let text =
-            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{} holds {text:?}", path.display()))
-    }
-
-    /// pm2.pid, checked to name a live daemon of this home.
-    fn daemon_pid(&self) -> u32 {
-        let pid = self.read_pid("pm2.pid");
-        assert!(
-            procfs::is_daemon(pid) && procfs::has_env(pid, &self.home_env),
-            "pm2.pid names {pid} ({}), not a daemon of {}",
-            procfs::cmdline(pid),
-            self.home.display()
-        );
-        pid
-    }
-
-    /// `pids/<name>-<pm_id>.pid`, checked to name that live app of this home.
-    fn app_pid(&self, name: &str, pm_id: u32) -> u32 {
-        let pid = self.read_pid(&format!("pids/{name}-{pm_id}.pid"));
-        assert!(
-            procfs::alive(pid)
-                && procfs::has_env(pid, &self.home_env)
-                && procfs::has_env(pid, &format!("name={name}")),
-            "pids/{name}-{pm_id}.pid names {pid} ({}), not app {name} of this home",
-            procfs::cmdline(pid)
-        );
-        pid
-    }
-
-    /// SIGKILLs the daemon and waits until it is dead (a zombie counts).
-    fn sigkill_daemon(&self) -> u32 {
-        let pid = self.daemon_pid();
-        kill9(pid);
-        wait_until("the SIGKILLed daemon to die", || !procfs::alive(pid));
-        pid
-    }
-
     /// `pm2-doctor diagnose --home <home> --format json [extra]`.
-    fn diagnose(&self, extra: &[&str]) -> Diag {
+    fn diagnose(&self, extra: &[&str]) -> Out {
         self.diagnose_with_path(extra, path_var())
     }
 
-    fn diagnose_with_path(&self, extra: &[&str], path: OsString) -> Diag {
-        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
-        cmd.env_clear()
-            .env("PATH", path)
-            .env("HOME", self.root.path())
-            .args(["diagnose", "--home", self.home_str()])
-            .args(["--format", "json", "--color", "never"])
-            .args(extra)
-            .timeout(DIAGNOSE_DEADLINE);
-        let started = Instant::now();
-        let out = cmd.output().expect("run pm2-doctor");
-        let elapsed = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let code = out.status.code().unwrap_or_else(|| {
-            panic!(
-                "pm2-doctor did not exit by itself ({}) after {elapsed:?}; \
-                 killed at the {DIAGNOSE_DEADLINE:?} deadline?\nstderr:\n{stderr}",
-                out.status
-            )
-        });
-        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "diagnose printed no JSON ({e}), exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-            )
-        });
-        assert_eq!(
-            json["exit_code"], code,
-            "the JSON exit_code must be the process exit code"
-        );
-        Diag {
-            code,
-            json,
-            elapsed,
-        }
-    }
-
-    /// Remembers a process the test started indirectly, to kill it by pid
-    /// at the end.
-    fn remember(&mut self, pid: u32) {
-        let ticks =
-            procfs::start_ticks(pid).unwrap_or_else(|| panic!("process {pid} to remember is gone"));
-        self.strays.push((pid, ticks));
-    }
-
-    /// Where this lab's repair runs are kept: in its own temp dir, outside
-    /// the home, never in the real user's data folder.
-    fn backups(&self) -> PathBuf {
-        self.root.path().join("backups")
-    }
-
-    /// `pm2-doctor <sub> --home <home> --backup-dir <backups> --format json
-    /// [extra]`, bounded by [`DIAGNOSE_DEADLINE`].
-    fn doctor(&self, sub: &str, extra: &[&str]) -> Run {
-        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
-        cmd.env_clear()
-            .env("PATH", path_var())
-            .env("HOME", self.root.path())
-            .args([sub, "--home", self.home_str(), "--backup-dir"])
-            .arg(self.backups())
-            .args(["--format", "json"])
-            .args(extra)
-            .timeout(DIAGNOSE_DEADLINE);
-        let out = cmd.output().expect("run pm2-doctor");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let code = out.status.code().unwrap_or_else(|| {
-            panic!(
-                "pm2-doctor {sub} did not exit by itself ({}); killed at the \
-                 {DIAGNOSE_DEADLINE:?} deadline?\nstderr:\n{stderr}",
-                out.status
-            )
-        });
-        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("{sub} printed no JSON ({e}), exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-        });
-        Run { code, json }
+    fn diagnose_with_path(&self, extra: &[&str], path: OsString) -> Out {
+        let mut args = vec!["diagnose", "--format", "json", "--color", "never"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.doctor_cmd(&args);
+        cmd.env("PATH", path);
+        doctor::run(cmd, "diagnose").expect_json()
     }
 
     /// `pm2-doctor repair --grace 1 --timeout 1 --color never [extra]`.
-    fn repair(&self, extra: &[&str]) -> Run {
-        let mut args = vec!["--grace", "1", "--timeout", "1", "--color", "never"];
+    fn repair(&self, extra: &[&str]) -> Out {
+        let mut args = vec![
+            "repair",
+            "--grace",
+            "1",
+            "--timeout",
+            "1",
+            "--color",
+            "never",
+        ];
         args.extend_from_slice(extra);
-        let r = self.doctor("repair", &args);
-        assert_eq!(
-            r.json["exit_code"], r.code,
-            "the JSON exit_code must be the process exit code"
-        );
-        r
-    }
-
-    /// Run folders under this lab's backups, any home.
-    fn run_dirs(&self) -> BTreeSet<PathBuf> {
-        let mut out = BTreeSet::new();
-        for home_dir in fs::read_dir(self.backups()).into_iter().flatten().flatten() {
-            for run in fs::read_dir(home_dir.path().join("runs"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                out.insert(run.path());
-            }
-        }
-        out
-    }
-
-    /// Kills everything this lab started. Returns what would not die.
-    fn cleanup(&mut self) -> Vec<String> {
-        for mut c in self.children.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for (pid, ticks) in std::mem::take(&mut self.strays) {
-            // Re-checked right before the signal: never a reused pid.
-            if procfs::alive(pid) && procfs::start_ticks(pid) == Some(ticks) {
-                kill9(pid);
-            }
-        }
-        for _ in 0..100 {
-            let procs = self.home_procs();
-            if procs.is_empty() {
-                return Vec::new();
-            }
-            // Daemons first, so they cannot restart the apps killed next.
-            let (daemons, others): (Vec<u32>, Vec<u32>) =
-                procs.into_iter().partition(|&p| procfs::is_daemon(p));
-            for pid in daemons.into_iter().chain(others) {
-                // Re-checked right before the signal: never a reused pid.
-                if procfs::has_env(pid, &self.home_env) {
-                    kill9(pid);
-                }
-            }
-            sleep(POLL);
-        }
-        self.home_procs()
-            .into_iter()
-            .map(|p| format!("{p} {}", procfs::cmdline(p)))
-            .collect()
-    }
-
-    /// Cleans up and asserts nothing of this home survived.
-    fn finish(mut self) {
-        let left = self.cleanup();
-        assert!(left.is_empty(), "processes survived the cleanup: {left:?}");
-        assert!(self.daemons().is_empty());
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let left = self.cleanup();
-        if !left.is_empty() {
-            eprintln!(
-                "warning: processes of {} survived the cleanup: {left:?}",
-                self.home.display()
-            );
-        }
+        self.doctor_json(&args)
     }
 }
 
@@ -787,8 +95,9 @@ impl Drop for Lab {
 #[test]
 fn healthy_daemon_with_two_apps_is_clean() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
@@ -796,7 +105,7 @@ fn healthy_daemon_with_two_apps_is_clean() {
         &[("PORT", &port_s)],
     );
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     let daemon = lab.daemon_pid();
 
     let cli = real_cli().display().to_string();
@@ -842,9 +151,10 @@ fn healthy_daemon_with_two_apps_is_clean() {
 #[test]
 fn sigkilled_daemon_leaves_stale_files_and_orphans_holding_ports() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let python = python3();
-    let mut lab = Lab::new(Some(pm2));
     let [web_port, py_port] = free_ports::<2>();
     let (web_port_s, py_port_s) = (web_port.to_string(), py_port.to_string());
     // Both kinds PM2 leaves behind: a silent Node fork app without pmx, and
@@ -864,16 +174,14 @@ fn sigkilled_daemon_leaves_stale_files_and_orphans_holding_ports() {
         ],
         &[("PORT", &py_port_s)],
     );
-    wait_until("web to listen", || port_answers(web_port));
-    wait_until("py to listen", || port_answers(py_port));
+    wait_until("web to listen", SETTLE, || port_answers(web_port));
+    wait_until("py to listen", SETTLE, || port_answers(py_port));
     lab.pm2(&["save"], &[]);
     let web = lab.app_pid("web", 0);
     let py = lab.app_pid("py", 1);
     // A decoy: exports this PM2_HOME, as people do in their shells, but
     // carries no PM2 app markers. It must never be called an orphan.
-    let home_env = lab.home_env.clone();
-    let (k, v) = home_env.split_once('=').expect("KEY=value");
-    let decoy = lab.spawn("sleep", &["300"], &[(k, v)]);
+    let decoy = lab.decoy();
 
     let daemon = lab.sigkill_daemon();
     // Time for the apps that die with their daemon to die (the pmx watchdog
@@ -949,15 +257,16 @@ fn sigkilled_daemon_leaves_stale_files_and_orphans_holding_ports() {
 #[test]
 fn corrupt_and_emptied_dumps_point_at_the_valid_backup() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
         &["start", &app("http.js"), "--name", "web"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     // The second save copies the first into dump.pm2.bak.
     lab.pm2(&["save"], &[]);
     lab.pm2(&["save"], &[]);
@@ -1039,20 +348,18 @@ fn wedged_listener_is_reported_within_the_deadline() {
     let _serial = serial();
     // No pm2 needed: the listener is ours. It accepts (the kernel queues the
     // connection) and never answers, like a wedged daemon (§3.3).
-    let lab = Lab::new(None);
+    let lab = Lab::new(PREFIX, &[]);
     let listener = UnixListener::bind(lab.path("rpc.sock")).expect("bind rpc.sock");
 
     let timeout = Duration::from_secs(1);
     let slack = Duration::from_secs(4);
+    let started = Instant::now();
     let d = lab.diagnose(&["--timeout", "1"]);
-    eprintln!(
-        "diagnose --timeout 1 against a wedged listener took {:?}",
-        d.elapsed
-    );
+    let elapsed = started.elapsed();
+    eprintln!("diagnose --timeout 1 against a wedged listener took {elapsed:?}");
     assert!(
-        d.elapsed < timeout + slack,
-        "diagnose took {:?} with --timeout 1",
-        d.elapsed
+        elapsed < timeout + slack,
+        "diagnose took {elapsed:?} with --timeout 1"
     );
     assert_eq!(d.code & 4, 4, "{}", d.pretty());
     let f = d.one("daemon.unresponsive");
@@ -1072,12 +379,13 @@ fn wedged_listener_is_reported_within_the_deadline() {
 #[test]
 fn pm2_pid_naming_an_unrelated_process_is_foreign_and_left_alone() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     lab.pm2(&["ping"], &[]);
     lab.sigkill_daemon();
     // The daemon's pid "reused" by an unrelated process.
-    let sleeper = lab.spawn("sleep", &["300"], &[]);
+    let sleeper = lab.spawn(command("sleep").arg("300"));
     fs::write(lab.path("pm2.pid"), sleeper.to_string()).expect("write pm2.pid");
 
     let d = lab.diagnose(&[]);
@@ -1105,8 +413,9 @@ fn pm2_pid_naming_an_unrelated_process_is_foreign_and_left_alone() {
 #[test]
 fn directory_at_rpc_sock_is_not_a_socket() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     lab.pm2(&["ping"], &[]);
     lab.pm2(&["kill"], &[]);
     assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
@@ -1138,15 +447,16 @@ fn directory_at_rpc_sock_is_not_a_socket() {
 #[test]
 fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
         &["start", &app("http.js"), "--name", "web"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     let first = lab.daemon_pid();
     let web = lab.app_pid("web", 0);
 
@@ -1157,7 +467,7 @@ fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
     // CLI hangs: it runs in the background and is killed by pid below.
     let cli = lab.spawn_pm2(&["ping"]);
     let rpc = lab.path("rpc.sock");
-    wait_until("a second daemon answering on rpc.sock", || {
+    wait_until("a second daemon answering on rpc.sock", SETTLE, || {
         lab.daemons().len() == 2 && UnixStream::connect(&rpc).is_ok()
     });
     lab.stop_child(cli);
@@ -1198,15 +508,16 @@ fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
 #[test]
 fn older_cli_than_daemon_is_a_version_mismatch() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     lab.pm2(&["ping"], &[]);
     lab.daemon_pid();
 
     // A pm2 5.4.3 as npm installs it globally: <prefix>/bin/pm2 is a symlink
     // into <prefix>/lib/node_modules/pm2/bin/pm2. Its "binary" leaves a mark
     // if anyone runs it: pm2-doctor must only read package.json.
-    let prefix = lab.root.path().join("old-pm2");
+    let prefix = lab.root().join("old-pm2");
     let pkg = prefix.join("lib/node_modules/pm2");
     fs::create_dir_all(pkg.join("bin")).expect("mkdir pkg/bin");
     fs::write(
@@ -1214,7 +525,7 @@ fn older_cli_than_daemon_is_a_version_mismatch() {
         r#"{"name":"pm2","version":"5.4.3"}"#,
     )
     .expect("write package.json");
-    let marker = lab.root.path().join("fake-pm2-was-run");
+    let marker = lab.root().join("fake-pm2-was-run");
     let script = pkg.join("bin/pm2");
     fs::write(
         &script,
@@ -1229,7 +540,7 @@ fn older_cli_than_daemon_is_a_version_mismatch() {
     let bin = prefix.join("bin/pm2");
     std::os::unix::fs::symlink("../lib/node_modules/pm2/bin/pm2", &bin).expect("symlink");
 
-    let check = |d: &Diag| {
+    let check = |d: &Out| {
         let f = d.one("daemon.version-mismatch");
         assert_eq!(f["severity"], "warning");
         assert_eq!(f["evidence"]["daemon_version"], PM2_VERSION, "{f}");
@@ -1265,8 +576,9 @@ fn older_cli_than_daemon_is_a_version_mismatch() {
 #[test]
 fn app_pid_files_naming_dead_and_reused_pids() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     // Default settings (pmx on): both apps die with their daemon (§5.4,
@@ -1276,15 +588,15 @@ fn app_pid_files_naming_dead_and_reused_pids() {
         &[("PORT", &port_s)],
     );
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     let web = lab.app_pid("web", 0);
     let ticker = lab.app_pid("ticker", 1);
     lab.sigkill_daemon();
-    wait_until("the apps to die with their daemon", || {
+    wait_until("the apps to die with their daemon", SETTLE, || {
         !procfs::alive(web) && !procfs::alive(ticker)
     });
     // web's pid "reused" by an unrelated process of ours.
-    let sleeper = lab.spawn("sleep", &["300"], &[]);
+    let sleeper = lab.spawn(command("sleep").arg("300"));
     let web_file = lab.path("pids/web-0.pid");
     fs::write(&web_file, sleeper.to_string()).expect("write web-0.pid");
 
@@ -1363,14 +675,14 @@ fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
         ],
         &[("PORT", &py_s)],
     );
-    let child_file = lab.root.path().join("grandchild.pid");
+    let child_file = lab.root().join("grandchild.pid");
     let child_file_s = child_file.display().to_string();
     lab.pm2(
         &["start", &app("wrapper.js"), "--name", "wrap", "--no-pmx"],
         &[("PORT", &child_s), ("CHILD_PID_FILE", &child_file_s)],
     );
     for port in [web_port, py_port, child_port] {
-        wait_until(&format!("127.0.0.1:{port} to listen"), || {
+        wait_until(&format!("127.0.0.1:{port} to listen"), SETTLE, || {
             port_answers(port)
         });
     }
@@ -1378,7 +690,7 @@ fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
     let web = lab.app_pid("web", 0);
     let py = lab.app_pid("py", 1);
     let wrap = lab.app_pid("wrap", 2);
-    wait_until("the wrapper to write its child's pid", || {
+    wait_until("the wrapper to write its child's pid", SETTLE, || {
         child_file.is_file()
     });
     let grandchild: u32 = fs::read_to_string(&child_file)
@@ -1393,7 +705,7 @@ fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
         "the grandchild ({grandchild}) is the wrapper's child"
     );
     assert!(
-        procfs::has_env(grandchild, &lab.home_env),
+        procfs::has_env(grandchild, &lab.home_env()),
         "the grandchild inherits the wrapper's environment"
     );
 
@@ -1420,20 +732,6 @@ fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
     Orphans { procs, started }
 }
 
-/// Every process record (`processes[]`) of every action, keyed by pid, for
-/// the records that carry at least one signal.
-fn signalled(actions: &[Value]) -> std::collections::BTreeMap<u32, Value> {
-    actions
-        .iter()
-        .flat_map(|a| a["processes"].as_array().cloned().unwrap_or_default())
-        .filter(|p| p["signals"].as_array().is_some_and(|s| !s.is_empty()))
-        .filter_map(|p| {
-            let pid = u32::try_from(p["pid"].as_u64()?).ok()?;
-            Some((pid, p))
-        })
-        .collect()
-}
-
 fn pid_files(lab: &Lab) -> Vec<String> {
     fs::read_dir(lab.path("pids"))
         .into_iter()
@@ -1447,18 +745,17 @@ fn pid_files(lab: &Lab) -> Vec<String> {
 #[test]
 fn repair_after_sigkill_kills_exactly_the_orphans() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let orphans = sigkilled_home_with_orphans(&mut lab);
     // A shell-like process that exports this PM2_HOME but carries no app
     // markers, and an unrelated process a stale pid file now names.
-    let home_env = lab.home_env.clone();
-    let (k, v) = home_env.split_once('=').expect("KEY=value");
-    let decoy = lab.spawn("sleep", &["300"], &[(k, v)]);
-    let named = lab.spawn("sleep", &["300"], &[]);
+    let decoy = lab.decoy();
+    let named = lab.spawn(command("sleep").arg("300"));
     fs::write(lab.path("pids/ghost-9.pid"), named.to_string()).expect("write ghost-9.pid");
 
-    let before = snapshot(&lab.home);
+    let before = tree(&lab.home);
     for rel in ["pm2.pid", "rpc.sock", "pub.sock", "dump.pm2"] {
         assert!(before.contains_key(rel), "precondition: {rel} exists");
     }
@@ -1499,7 +796,7 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
     );
 
     // The stale state is gone; everything else is byte for byte as it was.
-    let after = snapshot(&lab.home);
+    let after = tree(&lab.home);
     let mut removed: BTreeSet<String> = ["pm2.pid", "rpc.sock", "pub.sock"]
         .into_iter()
         .map(String::from)
@@ -1509,7 +806,7 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
         assert!(!after.contains_key(rel), "{rel} was moved out of the home");
     }
     assert!(pid_files(&lab).is_empty(), "no pid file is left");
-    let expected: std::collections::BTreeMap<String, Node> = before
+    let expected: Tree = before
         .iter()
         .filter(|(k, _)| !removed.contains(*k))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -1535,7 +832,7 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
     );
     let run_dir = r.run_dir();
     assert!(
-        run_dir.starts_with(lab.backups()),
+        run_dir.starts_with(&lab.backups),
         "{} is under --backup-dir",
         run_dir.display()
     );
@@ -1575,15 +872,16 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
 #[test]
 fn second_repair_is_idempotent_on_a_real_home() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let orphans = sigkilled_home_with_orphans(&mut lab);
     let first = lab.repair(&["--yes"]);
     assert_eq!(first.code & 4, 0, "{}", first.pretty());
     for &(name, pid, _, _) in &orphans.procs {
         assert!(!procfs::alive(pid), "{name} ({pid}) is dead");
     }
-    let home = snapshot(&lab.home);
+    let home = tree(&lab.home);
     let runs = lab.run_dirs();
     assert_eq!(runs.len(), 1, "the first repair made one run: {runs:?}");
 
@@ -1603,7 +901,7 @@ fn second_repair_is_idempotent_on_a_real_home() {
     );
     assert_eq!(lab.run_dirs(), runs, "no new backup");
     assert_eq!(
-        changed_paths(&home, &snapshot(&lab.home)),
+        changed_paths(&home, &tree(&lab.home)),
         Vec::<String>::new(),
         "the second repair changed nothing"
     );
@@ -1621,8 +919,9 @@ fn jlist(lab: &mut Lab) -> Vec<Value> {
 #[test]
 fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
@@ -1630,7 +929,7 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
         &[("PORT", &port_s)],
     );
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     // The second save copies the first into dump.pm2.bak.
     lab.pm2(&["save"], &[]);
     lab.pm2(&["save"], &[]);
@@ -1664,9 +963,9 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
 
     // PM2 itself accepts the restored dump.
     lab.pm2(&["resurrect"], &[]);
-    wait_until("web to listen again", || port_answers(port));
+    wait_until("web to listen again", SETTLE, || port_answers(port));
     let mut names = BTreeSet::new();
-    wait_until("both apps online in pm2 jlist", || {
+    wait_until("both apps online in pm2 jlist", SETTLE, || {
         let list = jlist(&mut lab);
         names = list
             .iter()
@@ -1688,7 +987,7 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
         fs::read(&dump).expect("dump.pm2") == restored,
         "precondition: pm2 resurrect did not rewrite dump.pm2"
     );
-    let u = lab.doctor("undo", &[]);
+    let u = lab.doctor_json(&["undo"]);
     assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
     assert_eq!(u.json["refused"], false, "{}", u.pretty());
     assert_eq!(u.json["restored"], 1, "{}", u.pretty());
@@ -1722,20 +1021,20 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
 /// socket, never answering. Checks that diagnose calls it unresponsive,
 /// runs `repair --yes` and checks that the daemon and its app are gone and
 /// nothing is left unfixed. Returns that repair.
-fn repair_a_wedged_daemon(lab: &mut Lab) -> Run {
+fn repair_a_wedged_daemon(lab: &mut Lab) -> Out {
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
         &["start", &app("http.js"), "--name", "web", "--no-pmx"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     let daemon = lab.daemon_pid();
     let web = lab.app_pid("web", 0);
     // Alive but never answering: it cannot accept, but the kernel queues
     // the connection, as for any wedged daemon (pm2-internals §3.3).
     send_signal(daemon, "STOP");
-    wait_until("the daemon to stop", || {
+    wait_until("the daemon to stop", SETTLE, || {
         procfs::stat(daemon).is_some_and(|(s, _)| s == 'T')
     });
 
@@ -1793,8 +1092,9 @@ fn repair_a_wedged_daemon(lab: &mut Lab) -> Run {
 #[test]
 fn wedged_daemon_is_stopped_and_its_orphans_killed() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     repair_a_wedged_daemon(&mut lab);
     lab.finish();
 }
@@ -1802,8 +1102,9 @@ fn wedged_daemon_is_stopped_and_its_orphans_killed() {
 #[test]
 fn wedged_daemon_repair_leaves_nothing_for_a_second_repair() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let first = repair_a_wedged_daemon(&mut lab);
     let again = lab.repair(&["--yes"]);
     assert_eq!(
@@ -1825,30 +1126,8 @@ fn wedged_daemon_repair_leaves_nothing_for_a_second_repair() {
 /// Longest we wait for a crash loop to build up or to settle: generous, the
 /// loop runs at a few restarts a second.
 const LOOP_SETTLE: Duration = Duration::from_secs(60);
-
-fn wait_for(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
-    wait_for_or(what, deadline, cond, String::new);
-}
-
-/// [`wait_for`], and on giving up says what the world looked like
-/// (`explain`), so a failure in CI can be understood from its log alone.
-fn wait_for_or(
-    what: &str,
-    deadline: Duration,
-    mut cond: impl FnMut() -> bool,
-    explain: impl FnOnce() -> String,
-) {
-    let started = Instant::now();
-    while !cond() {
-        if started.elapsed() >= deadline {
-            panic!(
-                "gave up after {deadline:?} waiting for {what}\n{}",
-                explain()
-            );
-        }
-        sleep(Duration::from_millis(200));
-    }
-}
+/// Each poll of a crash loop runs a whole diagnosis: not too often.
+const LOOP_POLL: Duration = Duration::from_millis(200);
 
 /// The last `n` lines of a file, or why there are none.
 fn tail_lines(path: &Path, n: usize) -> String {
@@ -1899,7 +1178,7 @@ fn age_dumps(lab: &Lab) {
 }
 
 /// `apps[]` of a diagnosis: (status, restarts) of the app named `name`.
-fn app_state(d: &Diag, name: &str) -> Option<(String, u64)> {
+fn app_state(d: &Out, name: &str) -> Option<(String, u64)> {
     let a = d.json["apps"]
         .as_array()?
         .iter()
@@ -1911,7 +1190,7 @@ fn app_state(d: &Diag, name: &str) -> Option<(String, u64)> {
 }
 
 /// The finding of `check` whose evidence names app `name`.
-fn finding_for<'a>(d: &'a Diag, check: &str, name: &str) -> &'a Value {
+fn finding_for<'a>(d: &'a Out, check: &str, name: &str) -> &'a Value {
     d.findings(check)
         .into_iter()
         .find(|f| f["evidence"]["app"] == name)
@@ -1922,14 +1201,16 @@ fn finding_for<'a>(d: &'a Diag, check: &str, name: &str) -> &'a Value {
 /// (restarts ≥ 20 > max_restarts 16, still not errored).
 fn wait_for_crash_loop(lab: &Lab, name: &str) {
     let mut last = None;
-    wait_for(
+    wait_until_or(
         &format!("{name} to crash-loop past 20 restarts"),
         LOOP_SETTLE,
+        LOOP_POLL,
         || {
             last = app_state(&lab.diagnose(&[]), name);
             last.as_ref()
                 .is_some_and(|(s, r)| *r >= 20 || s == "errored")
         },
+        String::new,
     );
     let (status, _) = last.expect("state");
     assert_ne!(status, "errored", "PM2's guard stopped {name}");
@@ -1943,9 +1224,10 @@ fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
     for &(name, pm_id, port) in apps {
         let mut pid = 0;
         let pid_file = lab.path(&format!("pids/{name}-{pm_id}.pid"));
-        wait_for_or(
+        wait_until_or(
             &format!("{name} to serve 127.0.0.1:{port} itself"),
             LOOP_SETTLE,
+            LOOP_POLL,
             || {
                 let file = fs::read_to_string(&pid_file);
                 let managed = file.ok().and_then(|t| t.trim().parse::<u32>().ok());
@@ -1969,7 +1251,7 @@ fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
             },
         );
         assert!(
-            procfs::has_env(pid, &lab.home_env) && procfs::has_env(pid, &format!("name={name}")),
+            procfs::has_env(pid, &lab.home_env()) && procfs::has_env(pid, &format!("name={name}")),
             "{pid} ({}) is app {name} of this home",
             procfs::cmdline(pid)
         );
@@ -2009,59 +1291,6 @@ fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
     pids
 }
 
-/// What `pm2-doctor` printed, for commands whose stdout is not exactly one
-/// JSON document (a refusal prints none; `repair --resurrect` prints two).
-struct Raw {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Raw {
-    /// Every JSON document on stdout, in order.
-    fn docs(&self) -> Vec<Value> {
-        serde_json::Deserializer::from_str(&self.stdout)
-            .into_iter::<Value>()
-            .collect::<Result<Vec<Value>, _>>()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "stdout is not a series of JSON documents ({e}):\n{}\nstderr:\n{}",
-                    self.stdout, self.stderr
-                )
-            })
-    }
-}
-
-impl Lab {
-    /// `pm2-doctor <sub> --home <home> --backup-dir <backups> [extra]`,
-    /// bounded by [`DIAGNOSE_DEADLINE`], output as printed.
-    fn doctor_raw(&self, sub: &str, extra: &[&str]) -> Raw {
-        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("pm2-doctor");
-        cmd.env_clear()
-            .env("PATH", path_var())
-            .env("HOME", self.root.path())
-            .args([sub, "--home", self.home_str(), "--backup-dir"])
-            .arg(self.backups())
-            .args(extra)
-            .timeout(DIAGNOSE_DEADLINE);
-        let out = cmd.output().expect("run pm2-doctor");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let code = out.status.code().unwrap_or_else(|| {
-            panic!(
-                "pm2-doctor {sub} did not exit by itself ({}); killed at the \
-                 {DIAGNOSE_DEADLINE:?} deadline?\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                out.status
-            )
-        });
-        Raw {
-            code,
-            stdout,
-            stderr,
-        }
-    }
-}
-
 /// A resurrected app crash-looping on the port its orphan still holds.
 struct OrphanLoop {
     port: u16,
@@ -2080,7 +1309,7 @@ fn crash_loop_on_an_orphan_port(lab: &mut Lab) -> OrphanLoop {
         &["start", &app("http.js"), "--name", "web", "--no-pmx"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     lab.pm2(&["save"], &[]);
     age_dumps(lab);
     let orphan = lab.app_pid("web", 0);
@@ -2165,7 +1394,7 @@ fn crash_loop_on_an_orphan_port(lab: &mut Lab) -> OrphanLoop {
 /// `repair --yes` on [`crash_loop_on_an_orphan_port`]: exactly the orphan
 /// is killed, the daemon is left running, and web, restarted by its
 /// daemon, binds the port by itself and stays up.
-fn repair_the_orphan_loop(lab: &Lab, l: &OrphanLoop) -> Run {
+fn repair_the_orphan_loop(lab: &Lab, l: &OrphanLoop) -> Out {
     let r = lab.repair(&["--yes"]);
     assert!(
         !procfs::alive(l.orphan),
@@ -2199,8 +1428,9 @@ fn repair_the_orphan_loop(lab: &Lab, l: &OrphanLoop) -> Run {
 #[test]
 fn resurrected_app_crash_loops_on_an_orphan_port_and_repair_fixes_it() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let l = crash_loop_on_an_orphan_port(&mut lab);
     repair_the_orphan_loop(&lab, &l);
     lab.finish();
@@ -2211,8 +1441,9 @@ fn resurrected_app_crash_loops_on_an_orphan_port_and_repair_fixes_it() {
 #[test]
 fn recovered_app_is_no_longer_a_port_conflict() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let l = crash_loop_on_an_orphan_port(&mut lab);
     repair_the_orphan_loop(&lab, &l);
     let d = lab.diagnose(&[]);
@@ -2234,8 +1465,9 @@ fn recovered_app_is_no_longer_a_port_conflict() {
 /// `expect_resurrect` adds what the resurrect step must report.
 fn seed_incident(expect_resurrect: bool) {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [gw_port, be_port] = free_ports::<2>();
     let (gw_s, be_s) = (gw_port.to_string(), be_port.to_string());
     lab.pm2(
@@ -2252,7 +1484,7 @@ fn seed_incident(expect_resurrect: bool) {
         &["start", &app("http.js"), "--name", "c3-backend"],
         &[("PORT", &be_s)],
     );
-    wait_until("both apps to listen", || {
+    wait_until("both apps to listen", SETTLE, || {
         port_answers(gw_port) && port_answers(be_port)
     });
     // The second save copies the first into dump.pm2.bak.
@@ -2263,7 +1495,7 @@ fn seed_incident(expect_resurrect: bool) {
     let backend = lab.app_pid("c3-backend", 1);
     lab.remember(orphan);
     lab.sigkill_daemon();
-    wait_until("c3-backend to die with its daemon", || {
+    wait_until("c3-backend to die with its daemon", SETTLE, || {
         !procfs::alive(backend)
     });
     assert!(
@@ -2299,28 +1531,26 @@ fn seed_incident(expect_resurrect: bool) {
     );
 
     let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(
+    let out = lab.doctor_raw(&[
         "repair",
-        &[
-            "--yes",
-            "--resurrect",
-            "--watch",
-            "6",
-            "--call-timeout",
-            "20",
-            "--rearm-guard",
-            "--pm2",
-            &cli,
-            "--grace",
-            "1",
-            "--timeout",
-            "1",
-            "--format",
-            "json",
-            "--color",
-            "never",
-        ],
-    );
+        "--yes",
+        "--resurrect",
+        "--watch",
+        "6",
+        "--call-timeout",
+        "20",
+        "--rearm-guard",
+        "--pm2",
+        &cli,
+        "--grace",
+        "1",
+        "--timeout",
+        "1",
+        "--format",
+        "json",
+        "--color",
+        "never",
+    ]);
     let docs = out.docs();
     let rep = docs.first().unwrap_or_else(|| {
         panic!(
@@ -2391,7 +1621,7 @@ fn seed_incident(expect_resurrect: bool) {
     // the state the run left it in and undo (src/repair/undo.rs: a path in
     // a step's `after` state is restored; no conflict) puts the truncated
     // bytes back, exit 0. The killed orphan is listed, not brought back.
-    let u = lab.doctor("undo", &[]);
+    let u = lab.doctor_json(&["undo"]);
     assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
     assert_eq!(u.json["refused"], false, "{}", u.pretty());
     assert_eq!(u.json["restored"], 1, "{}", u.pretty());
@@ -2463,41 +1693,40 @@ fn seed_incident_replayed_end_to_end() {
 #[test]
 fn resurrect_refuses_when_a_stranger_holds_a_port() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
         &["start", &app("http.js"), "--name", "web"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     lab.pm2(&["save"], &[]);
     lab.pm2(&["kill"], &[]);
     assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
     assert!(!lab.path("pm2.pid").exists(), "pm2 kill removed pm2.pid");
-    wait_until("web to free its port", || !port_answers(port));
+    wait_until("web to free its port", SETTLE, || !port_answers(port));
     let dump_before = fs::read(lab.path("dump.pm2")).expect("dump.pm2");
     // The saved app's port, now held by a stranger: this test process.
     let stranger = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("bind the app's port");
     let me = std::process::id();
 
     let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(
+    let out = lab.doctor_raw(&[
         "resurrect",
-        &[
-            "--pm2",
-            &cli,
-            "--watch",
-            "2",
-            "--call-timeout",
-            "20",
-            "--timeout",
-            "1",
-            "--format",
-            "json",
-        ],
-    );
+        "--pm2",
+        &cli,
+        "--watch",
+        "2",
+        "--call-timeout",
+        "20",
+        "--timeout",
+        "1",
+        "--format",
+        "json",
+    ]);
     let show = format!(
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         out.code, out.stdout, out.stderr
@@ -2553,31 +1782,30 @@ fn resurrect_refuses_when_a_stranger_holds_a_port() {
 #[test]
 fn resurrect_with_the_apps_already_running_reports_them() {
     let _serial = serial();
-    let Some(pm2) = installed_pm2() else { return };
-    let mut lab = Lab::new(Some(pm2));
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
     let [port] = free_ports::<1>();
     let port_s = port.to_string();
     lab.pm2(
         &["start", &app("http.js"), "--name", "web"],
         &[("PORT", &port_s)],
     );
-    wait_until("web to listen", || port_answers(port));
+    wait_until("web to listen", SETTLE, || port_answers(port));
     lab.pm2(&["save"], &[]);
     let web = lab.app_pid("web", 0);
     let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(
+    let out = lab.doctor_raw(&[
         "resurrect",
-        &[
-            "--pm2",
-            &cli,
-            "--watch",
-            "2",
-            "--call-timeout",
-            "20",
-            "--format",
-            "json",
-        ],
-    );
+        "--pm2",
+        &cli,
+        "--watch",
+        "2",
+        "--call-timeout",
+        "20",
+        "--format",
+        "json",
+    ]);
     let show = format!(
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         out.code, out.stdout, out.stderr

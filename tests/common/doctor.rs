@@ -115,10 +115,7 @@ impl Out {
 
     /// The checks that have a finding.
     pub fn checks_found(&self) -> BTreeSet<&str> {
-        self.array("findings")
-            .iter()
-            .filter_map(|f| f["check"].as_str())
-            .collect()
+        found_checks(&self.json)
     }
 
     pub fn errors(&self) -> Vec<&Value> {
@@ -173,6 +170,16 @@ impl std::fmt::Display for Out {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// The checks that have a finding in a diagnosis document.
+pub fn found_checks(doc: &Value) -> BTreeSet<&str> {
+    doc["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings in {doc:#}"))
+        .iter()
+        .map(|f| f["check"].as_str().expect("a finding names its check"))
+        .collect()
 }
 
 /// Every process record (`processes[]`) of the given actions that carries

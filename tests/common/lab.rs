@@ -135,6 +135,11 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        self.adopt(child)
+    }
+
+    /// Makes `child` one the lab kills at the end.
+    pub fn adopt(&mut self, child: Child) -> u32 {
         let pid = child.id();
         self.children.push(child);
         pid

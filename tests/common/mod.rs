@@ -17,6 +17,8 @@ pub mod doctor;
 pub mod lab;
 pub mod net;
 #[cfg(unix)]
+pub mod pm2;
+#[cfg(unix)]
 pub mod procfs;
 #[cfg(unix)]
 pub mod prompt;
@@ -26,14 +28,26 @@ pub mod tree;
 pub mod wait;
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// A valid one-app dump, as `pm2 save` writes it (reduced).
 pub const GOOD_DUMP: &str = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{"NODE_ENV":"production"}}]"#;
 /// A dump cut off mid-write.
 pub const CORRUPT_DUMP: &str = "[{\"name\":";
+
+/// For the tests that share ports, daemons and the process table, or whose
+/// load would skew the next one's: one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 pub fn path_var() -> OsString {
     std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
