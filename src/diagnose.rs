@@ -8,7 +8,7 @@ use crate::home::{HomeSnapshot, Pm2Paths};
 use crate::ownership::{HomeMatcher, Membership};
 use crate::pm2cli::{self, Pm2Cli};
 use crate::probe::{self, ProbeOutcome};
-use crate::process::{FileSource, ProcessSource, SystemSource};
+use crate::process::{FileSource, ProcessSource};
 use serde::Serialize;
 use std::time::{Instant, SystemTime};
 
@@ -38,6 +38,8 @@ pub struct Diagnosis {
     pub duration_ms: u64,
     /// Other homes whose daemons share this home's endpoints (Windows).
     pub other_homes: Vec<crate::platform::windows::OtherHome>,
+    /// Why the process table could not be read, when it could not.
+    pub procs_unreadable: Option<String>,
 }
 
 /// Exit-code bits, summed like fsck's.
@@ -165,6 +167,12 @@ pub fn reported_pids(daemon: &DaemonView) -> std::collections::HashSet<u32> {
     }
 }
 
+/// How long the process table may take: it is normally read in
+/// milliseconds, so this only ends a scan that is stuck.
+pub fn scan_deadline(cfg: &Config) -> std::time::Duration {
+    cfg.timeout.max(std::time::Duration::from_secs(5))
+}
+
 /// Reads the home, the process table, the daemon (bounded) and the logs.
 pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     // The daemon's reply is the slowest read (a live daemon measures every
@@ -181,7 +189,7 @@ pub fn gather(cfg: &Config) -> anyhow::Result<Gathered> {
     let home = HomeSnapshot::read(&cfg.paths);
     let mut procs = match &cfg.process_snapshot {
         Some(file) => FileSource(file).snapshot()?,
-        None => SystemSource.snapshot()?,
+        None => crate::process::system_snapshot_within(scan_deadline(cfg))?,
     };
     let matcher = HomeMatcher::new(&cfg.paths.home);
     let membership = Membership::compute(&procs, &matcher);
@@ -291,6 +299,7 @@ pub fn evaluate(
         started_at,
         duration_ms: clock.elapsed().as_millis() as u64,
         other_homes: cfg.other_homes.clone(),
+        procs_unreadable: g.procs.unreadable.clone(),
     }
 }
 

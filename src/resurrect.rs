@@ -256,6 +256,13 @@ pub fn preflight(
     source: &Source,
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    // Without the table no daemon, ghost or orphan of the home can be ruled
+    // out, and starting apps next to one is how duplicates are made.
+    if let Some(why) = &g.procs.unreadable {
+        problems.push(format!(
+            "{why}; whether a daemon or orphan of this home runs cannot be told"
+        ));
+    }
     for f in &d.verdict.findings {
         let blocking = matches!(
             f.check,

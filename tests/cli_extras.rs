@@ -359,3 +359,106 @@ fn the_daemon_listening_on_both_sockets_is_named() {
     assert_eq!(v["daemon"]["rpc"]["server_pid"], me, "{v:#}");
     assert_eq!(v["daemon"]["pub"]["server_pid"], me, "{v:#}");
 }
+
+/// A process whose /proc files block (stuck in the kernel, as when `ps`
+/// hangs) must not hang diagnose: the test hook stalls the scan at pid 1;
+/// diagnose gives up on the table at its deadline, says so, and still
+/// reports what does not need processes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stuck_process_table_read_is_abandoned_at_its_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("pids")).unwrap();
+    fs::write(home.join("pm2.pid"), "4000000").unwrap();
+    fs::write(home.join("pids/web-0.pid"), "4000001").unwrap();
+    fs::write(home.join("dump.pm2"), "[{\"name\":").unwrap();
+    let started = std::time::Instant::now();
+    let out = doctor()
+        .env("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")
+        .args(["diagnose", "--format", "json", "--timeout", "0.5", "--home"])
+        .arg(&home)
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        v["exit_code"], 12,
+        "dump.corrupt (4) + incomplete (8): {v:#}"
+    );
+    assert_eq!(out.status.code(), Some(12));
+    let status = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    for id in ["daemon.pid-stale", "pidfile.stale", "process.orphan"] {
+        let c = status(id);
+        assert_eq!(
+            c["status"], "unknown",
+            "{id} must not be judged on an empty table: {c}"
+        );
+        let reason = c["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("could not be read within 5.0 s") && reason.contains("process 1 "),
+            "{reason}"
+        );
+    }
+    assert_eq!(status("dump.corrupt")["status"], "problem");
+    let findings: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(!findings.contains(&"daemon.pid-stale"), "{findings:?}");
+    assert!(!findings.contains(&"pidfile.stale"), "{findings:?}");
+}
+
+/// Nothing is started when the process table cannot be read: a daemon or
+/// orphan of the home could be running unseen.
+#[cfg(target_os = "linux")]
+#[test]
+fn resurrect_refuses_without_a_process_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let dump = r#"[{"name":"web","pm_exec_path":"/bin/true","pm_pid_path":"x","env":{}}]"#;
+    fs::write(home.join("dump.pm2"), dump).unwrap();
+    let calls = tmp.path().join("calls.txt");
+    let fake = tmp.path().join("pm2");
+    fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = doctor()
+        .env("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")
+        .env("HOME", tmp.path())
+        .args(["resurrect", "--timeout", "0.5", "--watch", "0.1", "--home"])
+        .arg(&home)
+        .arg("--pm2")
+        .arg(&fake)
+        .arg("--backup-dir")
+        .arg(tmp.path().join("backups"))
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("pre-flight failed"), "{stderr}");
+    assert!(
+        stderr.contains("the process table could not be read"),
+        "{stderr}"
+    );
+    assert!(!calls.exists(), "pm2 was never run");
+}

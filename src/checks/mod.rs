@@ -156,7 +156,41 @@ pub fn run(ctx: &Context, selected: &dyn Fn(CheckId) -> bool) -> Verdict {
         logs::check(ctx, &mut sink);
         config(ctx, &mut sink);
     }
+    if let Some(why) = &ctx.procs.unreadable {
+        let home = ctx.home.exists && !ctx.home.not_a_dir;
+        blind(&mut sink, why, home);
+    }
     finish(sink, selected)
+}
+
+/// Checks that conclude from the process table: without one they would
+/// call every pid dead and every daemon absent.
+const PROCESS_TABLE_IDS: [CheckId; 9] = [
+    CheckId::DaemonPidStale,
+    CheckId::DaemonPidForeign,
+    CheckId::DaemonUnresponsive,
+    CheckId::DaemonDuplicate,
+    CheckId::DaemonVersionMismatch,
+    CheckId::PidfileStale,
+    CheckId::PidfileForeign,
+    CheckId::ProcessOrphan,
+    CheckId::AppPortConflict,
+];
+
+/// The process table could not be read: what those checks found from an
+/// empty table is dropped and they are `unknown`, with the reason.
+/// Without a home only `process.orphan` looks at processes.
+fn blind(sink: &mut Sink, why: &str, home: bool) {
+    let ids: &[CheckId] = if home {
+        &PROCESS_TABLE_IDS
+    } else {
+        &[CheckId::ProcessOrphan]
+    };
+    sink.findings.retain(|f| !ids.contains(&f.check));
+    for &id in ids {
+        sink.skipped.remove(&id);
+        sink.unknown.insert(id, vec![why.to_string()]);
+    }
 }
 
 const CONFIG_IDS: [CheckId; 5] = [

@@ -178,6 +178,9 @@ pub struct ProcessSnapshot {
     pub procs: BTreeMap<u32, ProcInfo>,
     /// Our own pid: never a candidate for anything.
     pub self_pid: u32,
+    /// Why there is no table: the scan did not finish in time. Checks that
+    /// need processes are then `unknown`, never concluded from emptiness.
+    pub unreadable: Option<String>,
 }
 
 impl ProcessSnapshot {
@@ -185,6 +188,7 @@ impl ProcessSnapshot {
         ProcessSnapshot {
             procs: list.into_iter().map(|p| (p.pid, p)).collect(),
             self_pid,
+            unreadable: None,
         }
     }
 
@@ -226,6 +230,54 @@ impl ProcessSnapshot {
 pub trait ProcessSource {
     /// One snapshot of every process, with PM2 markers filled in.
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot>;
+
+    /// [`snapshot`](Self::snapshot), keeping `current` at the pid being
+    /// read where the source can tell.
+    fn snapshot_reporting(
+        &self,
+        current: &std::sync::atomic::AtomicU32,
+    ) -> anyhow::Result<ProcessSnapshot> {
+        let _ = current;
+        self.snapshot()
+    }
+}
+
+/// The OS process table, read on a helper thread that is abandoned at
+/// `deadline`. Reading a process's command line or environment blocks
+/// while its memory map is locked (a process stuck in the kernel, say on a
+/// dead NFS mount: what makes `ps` hang); diagnose then goes on without a
+/// table and says why, instead of hanging with it.
+pub fn system_snapshot_within(deadline: std::time::Duration) -> anyhow::Result<ProcessSnapshot> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let current = Arc::new(AtomicU32::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let progress = Arc::clone(&current);
+    std::thread::Builder::new()
+        .name("process-scan".into())
+        .spawn(move || {
+            let _ = tx.send(SystemSource.snapshot_reporting(&progress));
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the process scan: {e}"))?;
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(_) => {
+            let pid = current.load(Ordering::Relaxed);
+            let at = if pid == 0 {
+                String::new()
+            } else {
+                format!(": reading process {pid} did not return (a process stuck in the kernel, as when `ps` hangs)")
+            };
+            Ok(ProcessSnapshot {
+                procs: BTreeMap::new(),
+                self_pid: std::process::id(),
+                unreadable: Some(format!(
+                    "the process table could not be read within {:.1} s{at}",
+                    deadline.as_secs_f64()
+                )),
+            })
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -131,7 +131,20 @@ impl ProcFs {
         self.read_with(pid, &mut buf)
     }
 
+    /// Identity only: state, parent, session, start time and owner, from
+    /// `stat` and the directory; no `cmdline` or `environ`. Those two read
+    /// the process's memory and block while its memory map is locked (a
+    /// process stuck in the kernel), which a kill's re-check must not.
+    pub fn identity(&self, pid: u32) -> Option<ProcInfo> {
+        let mut buf = Vec::with_capacity(1024);
+        self.read_parts(pid, &mut buf, false)
+    }
+
     fn read_with(&self, pid: u32, buf: &mut Vec<u8>) -> Option<ProcInfo> {
+        self.read_parts(pid, buf, true)
+    }
+
+    fn read_parts(&self, pid: u32, buf: &mut Vec<u8>, memory: bool) -> Option<ProcInfo> {
         let dir = rustix::fs::openat(
             rustix::fs::CWD,
             self.root.join(pid.to_string()),
@@ -148,15 +161,20 @@ impl ProcFs {
         // while the process is not dumpable (setuid, prctl): in doubt it
         // reads as someone else's, which only ever makes repair refuse.
         let uid = rustix::fs::fstat(&dir).ok().map(|st| st.st_uid);
-        let cmd = match read_at(&dir, "cmdline", ARGS_CAP, buf) {
-            Ok(()) => split_nul(buf),
-            Err(_) => Vec::new(),
-        };
-        // Another user's environ refuses to open: "unknown", never "no
-        // PM2 markers". A zombie's reads as empty, which is the truth.
-        let env = match read_at(&dir, "environ", ARGS_CAP, buf) {
-            Ok(()) => Some(Pm2Env::from_environ(&split_nul(buf))),
-            Err(_) => None,
+        let (cmd, env) = if memory {
+            let cmd = match read_at(&dir, "cmdline", ARGS_CAP, buf) {
+                Ok(()) => split_nul(buf),
+                Err(_) => Vec::new(),
+            };
+            // Another user's environ refuses to open: "unknown", never "no
+            // PM2 markers". A zombie's reads as empty, which is the truth.
+            let env = match read_at(&dir, "environ", ARGS_CAP, buf) {
+                Ok(()) => Some(Pm2Env::from_environ(&split_nul(buf))),
+                Err(_) => None,
+            };
+            (cmd, env)
+        } else {
+            (Vec::new(), None)
         };
         Some(ProcInfo {
             pid,
@@ -189,6 +207,20 @@ impl ProcFs {
 
     /// Every process `/proc` lists (thread group leaders; no kernel threads).
     pub fn list(&self) -> io::Result<Vec<ProcInfo>> {
+        self.list_reporting(&std::sync::atomic::AtomicU32::new(0))
+    }
+
+    /// [`list`](Self::list), storing in `current` the pid being read, so a
+    /// caller that gave up waiting can say which process blocked the scan.
+    pub fn list_reporting(
+        &self,
+        current: &std::sync::atomic::AtomicU32,
+    ) -> io::Result<Vec<ProcInfo>> {
+        // Test hook: stall at this pid as a read of a process stuck in the
+        // kernel would.
+        let stall: Option<u32> = std::env::var("PM2_DOCTOR_TEST_STALL_PROC_READ")
+            .ok()
+            .and_then(|v| v.parse().ok());
         let entries = std::fs::read_dir(&self.root).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -201,6 +233,12 @@ impl ProcFs {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
                 continue;
             };
+            current.store(pid, std::sync::atomic::Ordering::Relaxed);
+            if stall == Some(pid) {
+                loop {
+                    std::thread::park();
+                }
+            }
             // A process that exits while the table is read is simply absent.
             if let Some(p) = self.read_with(pid, &mut buf) {
                 out.push(p);
@@ -232,6 +270,14 @@ pub struct SystemSource;
 impl ProcessSource for SystemSource {
     fn snapshot(&self) -> anyhow::Result<ProcessSnapshot> {
         let procs = ProcFs::system()?.list()?;
+        Ok(ProcessSnapshot::from_list(procs, std::process::id()))
+    }
+
+    fn snapshot_reporting(
+        &self,
+        current: &std::sync::atomic::AtomicU32,
+    ) -> anyhow::Result<ProcessSnapshot> {
+        let procs = ProcFs::system()?.list_reporting(current)?;
         Ok(ProcessSnapshot::from_list(procs, std::process::id()))
     }
 }
@@ -270,7 +316,7 @@ impl super::ProcessControl for SystemControl {
         if let Some(Err(Errno::SRCH)) = pidfd {
             return None;
         }
-        let info = self.fs.read(pid)?;
+        let info = self.fs.identity(pid)?;
         if let Some(Ok(fd)) = pidfd {
             self.pidfds.insert(pid, fd);
         }
