@@ -603,8 +603,7 @@ pub fn error_tail(
 /// apps must not cost thousands of reads.
 const MAX_ERROR_TAILS: usize = 100;
 
-/// Reads pm2.log's tail, the error-log tails of the apps that crash-loop
-/// (the worst first, at most [`MAX_ERROR_TAILS`]), and the size of every log.
+/// Read in two parts, so the first can overlap the daemon probe.
 impl LogSnapshot {
     /// What does not depend on which apps exist: `pm2.log`'s tail and the
     /// sizes in the logs folder. Read while the daemon is still answering.
@@ -635,8 +634,9 @@ impl LogSnapshot {
         snap
     }
 
-    /// The apps' part: error-log tails of crash-looping apps, and the sizes
-    /// of app logs kept outside the logs folder.
+    /// The apps' part: the error-log tails of the apps that crash-loop (the
+    /// worst first, at most `MAX_ERROR_TAILS`), and the sizes of app logs
+    /// kept outside the logs folder.
     pub fn add_apps(
         &mut self,
         paths: &crate::home::Pm2Paths,

@@ -1,7 +1,7 @@
 //! Linux: the process table read straight from `/proc`.
 //!
-//! sysinfo opens five files per process (`stat`, `status` for the uid,
-//! `cmdline`, `environ`) plus a `getsid` call; pm2-doctor needs only what
+//! sysinfo opens four files per process (`stat`, `status` for the uid,
+//! `cmdline`, `environ`) and calls `getsid`; pm2-doctor needs only what
 //! `stat`, `cmdline` and `environ` hold and the owner of the process's
 //! directory, and on a busy host that difference is most of diagnose's
 //! time. Each process is read through one open directory fd, so every field
@@ -9,7 +9,7 @@
 //! reused mid-read, the reads fail (`ESRCH`) instead of mixing two
 //! processes.
 //!
-//! [`ProcControl`] signals through a pidfd opened *before* the process is
+//! [`SystemControl`] signals through a pidfd opened *before* the process is
 //! re-read, so the (pid, start time) check and the signal are about the same
 //! process even if the pid is reused in between; kernels without pidfds
 //! (before 5.3) fall back to `kill(2)` right after the re-check.
