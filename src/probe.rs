@@ -281,8 +281,10 @@ fn classify_connect_error(e: &io::Error) -> ProbeOutcome {
 fn listener_pid(s: &std::os::unix::net::UnixStream) -> Option<u32> {
     #[cfg(target_os = "linux")]
     {
-        let cred = rustix::net::sockopt::socket_peercred(s).ok()?;
-        u32::try_from(cred.pid.as_raw_nonzero().get()).ok()
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        // 0 when the listener's pid namespace is not ours (not visible).
+        let cred = getsockopt(s, PeerCredentials).ok()?;
+        u32::try_from(cred.pid()).ok().filter(|p| *p != 0)
     }
     #[cfg(not(target_os = "linux"))]
     {

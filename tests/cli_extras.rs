@@ -462,3 +462,40 @@ fn resurrect_refuses_without_a_process_table() {
     );
     assert!(!calls.exists(), "pm2 was never run");
 }
+
+/// Seen from another pid namespace (pm2-doctor in a container, the daemon
+/// on the host) the kernel reports the listener's pid as 0: it must read
+/// as unknown, never as pid 0 (and never crash). Needs `unshare --pid`,
+/// i.e. root or user namespaces; where that is refused there is nothing
+/// to test.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_listener_in_another_pid_namespace_is_unknown_not_pid_0() {
+    use std::os::unix::net::UnixListener;
+    let can = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("unshare --pid is not permitted here: nothing to test");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let _rpc = UnixListener::bind(home.join("rpc.sock")).unwrap();
+    let _pub = UnixListener::bind(home.join("pub.sock")).unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(env!("CARGO_BIN_EXE_pm2-doctor"))
+        .args(["diagnose", "--format", "json", "--timeout", "0.3", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["daemon"]["rpc"]["state"], "timeout", "{v:#}");
+    assert_eq!(v["daemon"]["rpc"]["connected"], true, "{v:#}");
+    assert!(v["daemon"]["rpc"].get("server_pid").is_none(), "{v:#}");
+    assert!(v["daemon"]["pub"].get("server_pid").is_none(), "{v:#}");
+}
