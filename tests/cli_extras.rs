@@ -420,6 +420,28 @@ fn a_stuck_process_table_read_is_abandoned_at_its_deadline() {
         .collect();
     assert!(!findings.contains(&"daemon.pid-stale"), "{findings:?}");
     assert!(!findings.contains(&"pidfile.stale"), "{findings:?}");
+    // A person reads the reason once, on the daemon line.
+    let human = doctor()
+        .env("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")
+        .args(["diagnose", "--color", "never", "--timeout", "0.5", "--home"])
+        .arg(&home)
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert_eq!(
+        text.matches("reading process 1 did not return").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("daemons unknown (the process table could not be read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("? pidfile.stale            could not finish: no process table (see above)"),
+        "{text}"
+    );
 }
 
 /// Nothing is started when the process table cannot be read: a daemon or

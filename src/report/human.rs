@@ -97,12 +97,20 @@ pub fn render(out: &mut dyn Write, d: &Diagnosis, verbose: bool) -> io::Result<(
                 r.id.as_str(),
                 r.id.ok_text()
             )?,
-            CheckStatus::Unknown => writeln!(
-                out,
-                "{YELLOW}?{YELLOW:#} {:<24} could not finish: {}",
-                r.id.as_str(),
-                r.reason.as_deref().unwrap_or("unknown reason")
-            )?,
+            CheckStatus::Unknown => {
+                let reason = r.reason.as_deref().unwrap_or("unknown reason");
+                // Said once on the daemon line rather than nine times.
+                let reason = if d.procs_unreadable.as_deref() == Some(reason) {
+                    "no process table (see above)"
+                } else {
+                    reason
+                };
+                writeln!(
+                    out,
+                    "{YELLOW}?{YELLOW:#} {:<24} could not finish: {reason}",
+                    r.id.as_str(),
+                )?
+            }
             CheckStatus::Skipped => {
                 if verbose && r.id != CheckId::HomeMissing {
                     writeln!(

@@ -27,8 +27,8 @@ pub fn daemon_line(d: &Diagnosis) -> String {
 
 fn daemon_line_raw(d: &Diagnosis) -> String {
     let pids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
-    let running = if d.procs_unreadable.is_some() {
-        "daemons unknown (the process table could not be read)".to_string()
+    let running = if let Some(why) = &d.procs_unreadable {
+        format!("daemons unknown ({why})")
     } else if d.daemon_pids.is_empty() {
         "no daemon of this home is running".to_string()
     } else {
