@@ -40,12 +40,13 @@ use common::tree::{changed_paths, tree, Tree};
 use common::wait::{wait_until, wait_until_or};
 use common::{command, path_var, procfs, python3, serial};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
+use std::fmt::Display;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -74,17 +75,180 @@ impl Lab {
 
     /// `pm2-doctor repair --grace 1 --timeout 1 --color never [extra]`.
     fn repair(&self, extra: &[&str]) -> Out {
+        self.doctor_json(&repair_args(extra))
+    }
+
+    /// `pm2 start tests/apps/<file> --name <name> [flags]` with `PORT` a
+    /// port free a moment ago (and `env`); returns the port once the app
+    /// answers on it.
+    fn start_listening(
+        &mut self,
+        file: &str,
+        name: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> u16 {
+        let [port] = free_ports::<1>();
+        let port_s = port.to_string();
+        let script = app(file);
+        let mut args = vec!["start", script.as_str(), "--name", name];
+        args.extend_from_slice(flags);
+        let mut all_env = vec![("PORT", port_s.as_str())];
+        all_env.extend_from_slice(env);
+        self.pm2(&args, &all_env);
+        wait_until(
+            &format!("{name} to listen on 127.0.0.1:{port}"),
+            SETTLE,
+            || port_answers(port),
+        );
+        port
+    }
+
+    /// http.js as `web` (see [`Lab::start_listening`]).
+    fn start_web(&mut self, flags: &[&str]) -> u16 {
+        self.start_listening("http.js", "web", flags, &[])
+    }
+
+    /// `pm2-doctor resurrect --format json [extra]` with the pinned pm2,
+    /// output as printed: a refusal prints no document of its own.
+    fn resurrect(&self, extra: &[&str]) -> Out {
+        let cli = real_cli().display().to_string();
         let mut args = vec![
-            "repair",
-            "--grace",
-            "1",
-            "--timeout",
-            "1",
-            "--color",
-            "never",
+            "resurrect",
+            "--pm2",
+            &cli,
+            "--watch",
+            "2",
+            "--call-timeout",
+            "20",
+            "--format",
+            "json",
         ];
         args.extend_from_slice(extra);
-        self.doctor_json(&args)
+        self.doctor_raw(&args)
+    }
+
+    /// `pm2 save` twice: the second copies the first into dump.pm2.bak.
+    fn save_twice(&mut self) {
+        self.pm2(&["save"], &[]);
+        self.pm2(&["save"], &[]);
+    }
+
+    /// `pm2 kill`, checked to take its daemon with it.
+    fn pm2_kill(&mut self) {
+        self.pm2(&["kill"], &[]);
+        assert!(self.daemons().is_empty(), "pm2 kill left a daemon");
+    }
+}
+
+fn repair_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "repair",
+        "--grace",
+        "1",
+        "--timeout",
+        "1",
+        "--color",
+        "never",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The signalled process records of `actions`, by pid, checked to be
+/// exactly those of `pids`.
+fn signalled_exactly(
+    actions: &[Value],
+    pids: &BTreeSet<u32>,
+    context: &dyn Display,
+) -> BTreeMap<u32, Value> {
+    let sig = signalled(actions);
+    let got: BTreeSet<u32> = sig.keys().copied().collect();
+    assert_eq!(&got, pids, "signalled exactly {pids:?}:\n{context}");
+    sig
+}
+
+/// A repair's exit code: something fixed (1), nothing left unfixed (4),
+/// no operational error (8).
+fn assert_fixed_everything(r: &Out) {
+    assert_eq!(r.code & 1, 1, "something was fixed:\n{}", r.pretty());
+    assert_eq!(
+        r.code & 4,
+        0,
+        "nothing left unfixed: {:#}\nheld back: {:#}",
+        r.json["after"]["findings"],
+        r.json["held_back"]
+    );
+    assert_eq!(r.code & 8, 0, "no operational error:\n{}", r.pretty());
+}
+
+/// dump.pm2 cut in half, as a save interrupted mid-write leaves it (saves
+/// are not atomic, pm2-internals §0.9), beside its valid dump.pm2.bak.
+struct CutDump {
+    dump: PathBuf,
+    bak: PathBuf,
+    bak_bytes: Vec<u8>,
+    half: Vec<u8>,
+}
+
+impl CutDump {
+    fn cut(lab: &Lab) -> CutDump {
+        let dump = lab.path("dump.pm2");
+        let bak = lab.path("dump.pm2.bak");
+        let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
+        let saved = fs::read(&dump).expect("dump.pm2");
+        let half = saved[..saved.len() / 2].to_vec();
+        fs::write(&dump, &half).expect("truncate dump.pm2");
+        CutDump {
+            dump,
+            bak,
+            bak_bytes,
+            half,
+        }
+    }
+
+    /// After a repair: dump.pm2 holds dump.pm2.bak's bytes, and the backup
+    /// is kept.
+    fn assert_restored(&self) {
+        assert!(
+            fs::read(&self.dump).expect("dump.pm2") == self.bak_bytes,
+            "dump.pm2 holds dump.pm2.bak's bytes"
+        );
+        assert_eq!(
+            fs::read(&self.bak).expect("bak"),
+            self.bak_bytes,
+            "the backup is kept"
+        );
+    }
+
+    /// `undo` of run `run_id`, the repair that restored dump.pm2, checked
+    /// to put the cut bytes back (src/repair/undo.rs: a path in the state a
+    /// step left it in is restored; no conflict). Returns undo's document.
+    fn assert_undone(&self, lab: &Lab, run_id: &Value) -> Out {
+        let u = lab.doctor_json(&["undo"]);
+        assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
+        assert_eq!(u.json["refused"], false, "{}", u.pretty());
+        assert_eq!(u.json["restored"], 1, "{}", u.pretty());
+        assert_eq!(
+            &u.json["run_id"],
+            run_id,
+            "the latest run is undone:\n{}",
+            u.pretty()
+        );
+        let dump_s = self.dump.display().to_string();
+        assert!(
+            u.array("files")
+                .iter()
+                .any(|f| f["path"] == dump_s.as_str() && f["verdict"] == "restore"),
+            "{}",
+            u.pretty()
+        );
+        assert!(
+            fs::read(&self.dump).expect("dump.pm2") == self.half,
+            "dump.pm2 holds the truncated bytes again"
+        );
+        assert_eq!(fs::read(&self.bak).expect("bak"), self.bak_bytes);
+        u
     }
 }
 
@@ -98,14 +262,8 @@ fn healthy_daemon_with_two_apps_is_clean() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
+    lab.start_web(&[]);
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", SETTLE, || port_answers(port));
     let daemon = lab.daemon_pid();
 
     let cli = real_cli().display().to_string();
@@ -154,28 +312,10 @@ fn sigkilled_daemon_leaves_stale_files_and_orphans_holding_ports() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let python = python3();
-    let [web_port, py_port] = free_ports::<2>();
-    let (web_port_s, py_port_s) = (web_port.to_string(), py_port.to_string());
     // Both kinds PM2 leaves behind: a silent Node fork app without pmx, and
     // a non-Node interpreter (pm2-internals §5.4, timeline B).
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
-        &[("PORT", &web_port_s)],
-    );
-    lab.pm2(
-        &[
-            "start",
-            &app("pyhttp.py"),
-            "--name",
-            "py",
-            "--interpreter",
-            &python,
-        ],
-        &[("PORT", &py_port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(web_port));
-    wait_until("py to listen", SETTLE, || port_answers(py_port));
+    let web_port = lab.start_web(&["--no-pmx"]);
+    let py_port = lab.start_listening("pyhttp.py", "py", &["--interpreter", &python3()], &[]);
     lab.pm2(&["save"], &[]);
     let web = lab.app_pid("web", 0);
     let py = lab.app_pid("py", 1);
@@ -260,18 +400,9 @@ fn corrupt_and_emptied_dumps_point_at_the_valid_backup() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
-    // The second save copies the first into dump.pm2.bak.
-    lab.pm2(&["save"], &[]);
-    lab.pm2(&["save"], &[]);
-    lab.pm2(&["kill"], &[]);
-    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    lab.start_web(&[]);
+    lab.save_twice();
+    lab.pm2_kill();
 
     let dump = lab.path("dump.pm2");
     let bak = lab.path("dump.pm2.bak");
@@ -417,8 +548,7 @@ fn directory_at_rpc_sock_is_not_a_socket() {
         return;
     };
     lab.pm2(&["ping"], &[]);
-    lab.pm2(&["kill"], &[]);
-    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    lab.pm2_kill();
     // With this, a new daemon spins at 100% CPU and pm2 hangs (§3.3): only
     // pm2-doctor may look at this home.
     fs::create_dir(lab.path("rpc.sock")).expect("mkdir rpc.sock");
@@ -450,13 +580,7 @@ fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
+    let port = lab.start_web(&[]);
     let first = lab.daemon_pid();
     let web = lab.app_pid("web", 0);
 
@@ -579,16 +703,10 @@ fn app_pid_files_naming_dead_and_reused_pids() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
     // Default settings (pmx on): both apps die with their daemon (§5.4,
     // timeline A) and leave their pid files behind.
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
+    lab.start_web(&[]);
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", SETTLE, || port_answers(port));
     let web = lab.app_pid("web", 0);
     let ticker = lab.app_pid("ticker", 1);
     lab.sigkill_daemon();
@@ -653,39 +771,17 @@ impl Orphans {
 /// the daemon SIGKILLed; 3 s for whatever dies with it to die. Checks that
 /// all four processes outlived it and still hold their ports.
 fn sigkilled_home_with_orphans(lab: &mut Lab) -> Orphans {
-    let python = python3();
-    let [web_port, py_port, child_port] = free_ports::<3>();
-    let (web_s, py_s, child_s) = (
-        web_port.to_string(),
-        py_port.to_string(),
-        child_port.to_string(),
-    );
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
-        &[("PORT", &web_s)],
-    );
-    lab.pm2(
-        &[
-            "start",
-            &app("pyhttp.py"),
-            "--name",
-            "py",
-            "--interpreter",
-            &python,
-        ],
-        &[("PORT", &py_s)],
-    );
+    let web_port = lab.start_web(&["--no-pmx"]);
+    let py_port = lab.start_listening("pyhttp.py", "py", &["--interpreter", &python3()], &[]);
     let child_file = lab.root().join("grandchild.pid");
     let child_file_s = child_file.display().to_string();
-    lab.pm2(
-        &["start", &app("wrapper.js"), "--name", "wrap", "--no-pmx"],
-        &[("PORT", &child_s), ("CHILD_PID_FILE", &child_file_s)],
+    // The wrapper's http.js child is what listens.
+    let child_port = lab.start_listening(
+        "wrapper.js",
+        "wrap",
+        &["--no-pmx"],
+        &[("CHILD_PID_FILE", &child_file_s)],
     );
-    for port in [web_port, py_port, child_port] {
-        wait_until(&format!("127.0.0.1:{port} to listen"), SETTLE, || {
-            port_answers(port)
-        });
-    }
     lab.pm2(&["save"], &[]);
     let web = lab.app_pid("web", 0);
     let py = lab.app_pid("py", 1);
@@ -771,16 +867,8 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
     );
 
     let r = lab.repair(&["--yes"]);
-    assert_eq!(r.code & 1, 1, "something was fixed:\n{}", r.pretty());
+    assert_fixed_everything(&r);
     assert_eq!(r.code & 2, 2, "processes were stopped:\n{}", r.pretty());
-    assert_eq!(
-        r.code & 4,
-        0,
-        "nothing left unfixed: {:#}\nheld back: {:#}",
-        r.json["after"]["findings"],
-        r.json["held_back"]
-    );
-    assert_eq!(r.code & 8, 0, "no operational error:\n{}", r.pretty());
 
     for &(name, pid, port, _) in &orphans.procs {
         assert!(!procfs::alive(pid), "{name} ({pid}) is dead");
@@ -823,13 +911,7 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
 
     // Exactly the orphans were signalled, and the journal proves which
     // process each was.
-    let results = signalled(r.array("results"));
-    assert_eq!(
-        results.keys().copied().collect::<BTreeSet<u32>>(),
-        orphans.pids(),
-        "signalled exactly the orphans:\n{}",
-        r.pretty()
-    );
+    signalled_exactly(r.array("results"), &orphans.pids(), &r.pretty());
     let run_dir = r.run_dir();
     assert!(
         run_dir.starts_with(&lab.backups),
@@ -840,11 +922,11 @@ fn repair_after_sigkill_kills_exactly_the_orphans() {
         serde_json::from_slice(&fs::read(run_dir.join("manifest.json")).expect("manifest.json"))
             .expect("manifest is JSON");
     assert_eq!(manifest["state"], "complete", "{manifest:#}");
-    let journal = signalled(manifest["actions"].as_array().expect("actions"));
-    assert_eq!(
-        journal.keys().copied().collect::<BTreeSet<u32>>(),
-        orphans.pids(),
-        "the manifest lists exactly the signalled orphans:\n{manifest:#}"
+    // The manifest lists exactly the signalled orphans.
+    let journal = signalled_exactly(
+        manifest["actions"].as_array().expect("actions"),
+        &orphans.pids(),
+        &format!("{manifest:#}"),
     );
     for &(name, pid, _, cmd) in &orphans.procs {
         let rec = &journal[&pid];
@@ -922,26 +1004,12 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
+    let port = lab.start_web(&[]);
     lab.pm2(&["start", &app("ticker.js"), "--name", "ticker"], &[]);
-    wait_until("web to listen", SETTLE, || port_answers(port));
-    // The second save copies the first into dump.pm2.bak.
-    lab.pm2(&["save"], &[]);
-    lab.pm2(&["save"], &[]);
-    lab.pm2(&["kill"], &[]);
-    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    lab.save_twice();
+    lab.pm2_kill();
 
-    let dump = lab.path("dump.pm2");
-    let bak = lab.path("dump.pm2.bak");
-    let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
-    let saved = fs::read(&dump).expect("dump.pm2");
-    let half = saved[..saved.len() / 2].to_vec();
-    fs::write(&dump, &half).expect("truncate dump.pm2");
+    let cut = CutDump::cut(&lab);
 
     let r = lab.repair(&["--yes"]);
     assert_eq!(
@@ -950,16 +1018,7 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
         "fixed, restart recommended, nothing left:\n{}",
         r.pretty()
     );
-    let restored = fs::read(&dump).expect("dump.pm2 after repair");
-    assert!(
-        restored == bak_bytes,
-        "dump.pm2 now holds dump.pm2.bak's bytes"
-    );
-    assert_eq!(
-        fs::read(&bak).expect("bak"),
-        bak_bytes,
-        "the backup is kept"
-    );
+    cut.assert_restored();
 
     // PM2 itself accepts the restored dump.
     lab.pm2(&["resurrect"], &[]);
@@ -981,39 +1040,17 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
 
     // Resurrect reads a valid dump without rewriting it (pm2-internals
     // §2.3), so dump.pm2 is still in the state the repair left it in, and
-    // undo (src/repair/undo.rs: a path matching the run's recorded `after`
-    // state is restored) puts the truncated bytes back.
+    // undo puts the truncated bytes back.
     assert!(
-        fs::read(&dump).expect("dump.pm2") == restored,
+        fs::read(&cut.dump).expect("dump.pm2") == cut.bak_bytes,
         "precondition: pm2 resurrect did not rewrite dump.pm2"
     );
-    let u = lab.doctor_json(&["undo"]);
-    assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
-    assert_eq!(u.json["refused"], false, "{}", u.pretty());
-    assert_eq!(u.json["restored"], 1, "{}", u.pretty());
-    assert_eq!(
-        u.json["run_id"], r.json["run_id"],
-        "the latest run is undone"
-    );
-    let files = u.array("files");
-    let dump_s = dump.display().to_string();
-    assert!(
-        files
-            .iter()
-            .any(|f| f["path"] == dump_s.as_str() && f["verdict"] == "restore"),
-        "{}",
-        u.pretty()
-    );
+    let u = cut.assert_undone(&lab, &r.json["run_id"]);
     assert!(
         u.array("killed").is_empty(),
         "the repair killed nothing:\n{}",
         u.pretty()
     );
-    assert!(
-        fs::read(&dump).expect("dump.pm2") == half,
-        "dump.pm2 holds the truncated bytes again"
-    );
-    assert_eq!(fs::read(&bak).expect("bak"), bak_bytes);
     lab.finish();
 }
 
@@ -1022,13 +1059,7 @@ fn corrupt_dump_is_restored_and_pm2_resurrect_brings_the_apps_back() {
 /// runs `repair --yes` and checks that the daemon and its app are gone and
 /// nothing is left unfixed. Returns that repair.
 fn repair_a_wedged_daemon(lab: &mut Lab) -> Out {
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
+    let port = lab.start_web(&["--no-pmx"]);
     let daemon = lab.daemon_pid();
     let web = lab.app_pid("web", 0);
     // Alive but never answering: it cannot accept, but the kernel queues
@@ -1060,21 +1091,11 @@ fn repair_a_wedged_daemon(lab: &mut Lab) -> Out {
     );
     assert!(!procfs::alive(web), "its app is dead:\n{}", r.pretty());
     assert!(!port_answers(port), "127.0.0.1:{port} is free");
-    assert_eq!(
-        r.code & 4,
-        0,
-        "nothing left unfixed: {:#}\nheld back: {:#}",
-        r.json["after"]["findings"],
-        r.json["held_back"]
-    );
-    assert_eq!(r.code & 1, 1, "{}", r.pretty());
-    assert_eq!(r.code & 8, 0, "{}", r.pretty());
-    let sig = signalled(r.array("results"));
-    assert_eq!(
-        sig.keys().copied().collect::<BTreeSet<u32>>(),
-        BTreeSet::from([daemon, web]),
-        "{}",
-        r.pretty()
+    assert_fixed_everything(&r);
+    let sig = signalled_exactly(
+        r.array("results"),
+        &BTreeSet::from([daemon, web]),
+        &r.pretty(),
     );
     assert_eq!(
         sig[&daemon]["signals"],
@@ -1251,7 +1272,7 @@ fn watch_settled(lab: &Lab, apps: &[(&str, u32, u16)]) -> Vec<u32> {
             },
         );
         assert!(
-            procfs::has_env(pid, &lab.home_env()) && procfs::has_env(pid, &format!("name={name}")),
+            lab.is_app(pid, name),
             "{pid} ({}) is app {name} of this home",
             procfs::cmdline(pid)
         );
@@ -1303,13 +1324,7 @@ struct OrphanLoop {
 /// new copy of web fails with EADDRINUSE and PM2 restarts it without end
 /// (pm2-internals §6c). Checks everything diagnose says about it.
 fn crash_loop_on_an_orphan_port(lab: &mut Lab) -> OrphanLoop {
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web", "--no-pmx"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
+    let port = lab.start_web(&["--no-pmx"]);
     lab.pm2(&["save"], &[]);
     age_dumps(lab);
     let orphan = lab.app_pid("web", 0);
@@ -1403,13 +1418,7 @@ fn repair_the_orphan_loop(lab: &Lab, l: &OrphanLoop) -> Out {
     );
     assert_eq!(r.code & 1, 1, "{}", r.pretty());
     assert_eq!(r.code & 8, 0, "{}", r.pretty());
-    let sig = signalled(r.array("results"));
-    assert_eq!(
-        sig.keys().copied().collect::<BTreeSet<u32>>(),
-        BTreeSet::from([l.orphan]),
-        "signalled exactly the orphan, once:\n{}",
-        r.pretty()
-    );
+    let sig = signalled_exactly(r.array("results"), &BTreeSet::from([l.orphan]), &r.pretty());
     assert!(
         sig[&l.orphan]["outcome"] == "terminated" || sig[&l.orphan]["outcome"] == "killed",
         "{}",
@@ -1468,28 +1477,9 @@ fn seed_incident(expect_resurrect: bool) {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [gw_port, be_port] = free_ports::<2>();
-    let (gw_s, be_s) = (gw_port.to_string(), be_port.to_string());
-    lab.pm2(
-        &[
-            "start",
-            &app("http.js"),
-            "--name",
-            "chinvex-gateway",
-            "--no-pmx",
-        ],
-        &[("PORT", &gw_s)],
-    );
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "c3-backend"],
-        &[("PORT", &be_s)],
-    );
-    wait_until("both apps to listen", SETTLE, || {
-        port_answers(gw_port) && port_answers(be_port)
-    });
-    // The second save copies the first into dump.pm2.bak.
-    lab.pm2(&["save"], &[]);
-    lab.pm2(&["save"], &[]);
+    let gw_port = lab.start_listening("http.js", "chinvex-gateway", &["--no-pmx"], &[]);
+    let be_port = lab.start_listening("http.js", "c3-backend", &[], &[]);
+    lab.save_twice();
     age_dumps(&lab);
     let orphan = lab.app_pid("chinvex-gateway", 0);
     let backend = lab.app_pid("c3-backend", 1);
@@ -1507,12 +1497,7 @@ fn seed_incident(expect_resurrect: bool) {
     let daemon = lab.daemon_pid();
     wait_for_crash_loop(&lab, "chinvex-gateway");
 
-    let dump = lab.path("dump.pm2");
-    let bak = lab.path("dump.pm2.bak");
-    let bak_bytes = fs::read(&bak).expect("dump.pm2.bak");
-    let saved = fs::read(&dump).expect("dump.pm2");
-    let half = saved[..saved.len() / 2].to_vec();
-    fs::write(&dump, &half).expect("truncate dump.pm2");
+    let cut = CutDump::cut(&lab);
 
     let d = lab.diagnose(&[]);
     let f = d.one("dump.corrupt");
@@ -1531,8 +1516,7 @@ fn seed_incident(expect_resurrect: bool) {
     );
 
     let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(&[
-        "repair",
+    let out = lab.doctor_raw(&repair_args(&[
         "--yes",
         "--resurrect",
         "--watch",
@@ -1542,52 +1526,29 @@ fn seed_incident(expect_resurrect: bool) {
         "--rearm-guard",
         "--pm2",
         &cli,
-        "--grace",
-        "1",
-        "--timeout",
-        "1",
         "--format",
         "json",
-        "--color",
-        "never",
-    ]);
+    ]));
     let docs = out.docs();
-    let rep = docs.first().unwrap_or_else(|| {
-        panic!(
-            "repair printed no JSON (exit {}):\nstderr:\n{}",
-            out.code, out.stderr
-        )
-    });
-    let show = || {
-        format!(
-            "exit {}\nstdout:\n{}\nstderr:\n{}",
-            out.code, out.stdout, out.stderr
-        )
-    };
-    assert_eq!(out.code & 8, 0, "no operational error: {}", show());
-    assert_eq!(out.code & 3, 3, "fixed, restart recommended: {}", show());
+    let rep = docs
+        .first()
+        .unwrap_or_else(|| panic!("repair printed no JSON:\n{out}"));
+    assert_eq!(out.code & 8, 0, "no operational error: {out}");
+    assert_eq!(out.code & 3, 3, "fixed, restart recommended: {out}");
 
     // Exactly the orphan was signalled; the live daemon was left alone.
     let results = rep["results"].as_array().expect("results");
-    let sig = signalled(results);
-    assert_eq!(
-        sig.keys().copied().collect::<BTreeSet<u32>>(),
-        BTreeSet::from([orphan]),
-        "{}",
-        show()
-    );
-    assert!(!procfs::alive(orphan), "the orphan is dead: {}", show());
+    signalled_exactly(results, &BTreeSet::from([orphan]), &out);
+    assert!(!procfs::alive(orphan), "the orphan is dead: {out}");
     assert!(
         procfs::alive(daemon) && lab.daemon_pid() == daemon,
-        "the live daemon is left running: {}",
-        show()
+        "the live daemon is left running: {out}"
     );
     assert!(
         results.iter().any(|a| a["action"]["kind"] == "restore-dump"
             && a["state"] == "done"
-            && a["action"]["from"] == bak.display().to_string().as_str()),
-        "dump.pm2 was restored from dump.pm2.bak: {}",
-        show()
+            && a["action"]["from"] == cut.bak.display().to_string().as_str()),
+        "dump.pm2 was restored from dump.pm2.bak: {out}"
     );
 
     // Both apps up, each on its own port, and staying up.
@@ -1607,43 +1568,17 @@ fn seed_incident(expect_resurrect: bool) {
         "no orphan is left:\n{}",
         d.pretty()
     );
-    assert!(
-        fs::read(&dump).expect("dump.pm2") == bak_bytes,
-        "dump.pm2 holds dump.pm2.bak's bytes"
-    );
-    assert_eq!(
-        fs::read(&bak).expect("bak"),
-        bak_bytes,
-        "the backup is kept"
-    );
+    cut.assert_restored();
 
     // Nothing rewrote dump.pm2 after the repair (no --save), so it is in
-    // the state the run left it in and undo (src/repair/undo.rs: a path in
-    // a step's `after` state is restored; no conflict) puts the truncated
-    // bytes back, exit 0. The killed orphan is listed, not brought back.
-    let u = lab.doctor_json(&["undo"]);
-    assert_eq!(u.code, 0, "undo restores:\n{}", u.pretty());
-    assert_eq!(u.json["refused"], false, "{}", u.pretty());
-    assert_eq!(u.json["restored"], 1, "{}", u.pretty());
-    assert_eq!(u.json["run_id"], rep["run_id"], "{}", u.pretty());
-    let dump_s = dump.display().to_string();
-    assert!(
-        u.array("files")
-            .iter()
-            .any(|f| f["path"] == dump_s.as_str() && f["verdict"] == "restore"),
-        "{}",
-        u.pretty()
-    );
+    // the state the run left it in and undo puts the truncated bytes back,
+    // exit 0. The killed orphan is listed, not brought back.
+    let u = cut.assert_undone(&lab, &rep["run_id"]);
     assert!(
         u.array("killed").iter().any(|k| k[0] == orphan),
         "{}",
         u.pretty()
     );
-    assert!(
-        fs::read(&dump).expect("dump.pm2") == half,
-        "dump.pm2 holds the truncated bytes again"
-    );
-    assert_eq!(fs::read(&bak).expect("bak"), bak_bytes);
 
     if expect_resurrect {
         // The resurrect step ran after the repair and, the daemon already
@@ -1651,14 +1586,13 @@ fn seed_incident(expect_resurrect: bool) {
         // them running and stable.
         assert!(
             !out.stderr.contains("not resurrecting") && !out.stderr.contains("resurrect refused"),
-            "repair --resurrect went on to resurrect: {}",
-            show()
+            "repair --resurrect went on to resurrect: {out}"
         );
         // One document: the resurrect's outcome sits under `resurrect`.
-        assert_eq!(docs.len(), 1, "one JSON document: {}", show());
+        assert_eq!(docs.len(), 1, "one JSON document: {out}");
         let res = &docs[0]["resurrect"];
-        assert!(res.is_object(), "no resurrect outcome: {}", show());
-        assert_eq!(res["exit_code"], 0, "{}", show());
+        assert!(res.is_object(), "no resurrect outcome: {out}");
+        assert_eq!(res["exit_code"], 0, "{out}");
         let apps: BTreeSet<&str> = res["apps"]
             .as_array()
             .expect("apps")
@@ -1669,10 +1603,9 @@ fn seed_incident(expect_resurrect: bool) {
         assert_eq!(
             apps,
             BTreeSet::from(["c3-backend:1", "chinvex-gateway:0"]),
-            "{}",
-            show()
+            "{out}"
         );
-        assert_eq!(out.code & 4, 0, "nothing left unfixed: {}", show());
+        assert_eq!(out.code & 4, 0, "nothing left unfixed: {out}");
     }
     lab.finish();
 }
@@ -1696,16 +1629,9 @@ fn resurrect_refuses_when_a_stranger_holds_a_port() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
+    let port = lab.start_web(&[]);
     lab.pm2(&["save"], &[]);
-    lab.pm2(&["kill"], &[]);
-    assert!(lab.daemons().is_empty(), "pm2 kill left a daemon");
+    lab.pm2_kill();
     assert!(!lab.path("pm2.pid").exists(), "pm2 kill removed pm2.pid");
     wait_until("web to free its port", SETTLE, || !port_answers(port));
     let dump_before = fs::read(lab.path("dump.pm2")).expect("dump.pm2");
@@ -1713,50 +1639,33 @@ fn resurrect_refuses_when_a_stranger_holds_a_port() {
     let stranger = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("bind the app's port");
     let me = std::process::id();
 
-    let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(&[
-        "resurrect",
-        "--pm2",
-        &cli,
-        "--watch",
-        "2",
-        "--call-timeout",
-        "20",
-        "--timeout",
-        "1",
-        "--format",
-        "json",
-    ]);
-    let show = format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.code, out.stdout, out.stderr
-    );
-    assert_eq!(out.code, 4, "refused: {show}");
+    let out = lab.resurrect(&["--timeout", "1"]);
+    assert_eq!(out.code, 4, "refused: {out}");
     assert!(
         out.stderr.contains("pre-flight failed"),
-        "a pre-flight refusal: {show}"
+        "a pre-flight refusal: {out}"
     );
     assert!(
         out.stderr.contains(&format!("port {port} ")),
-        "names port {port}: {show}"
+        "names port {port}: {out}"
     );
     assert!(
         out.stderr.contains(&format!("pid {me} ")) || out.stderr.contains(&format!("pid {me}\n")),
-        "names the holder, this test ({me}): {show}"
+        "names the holder, this test ({me}): {out}"
     );
     // The only document is the refusal.
     let doc: serde_json::Value =
         serde_json::from_str(out.stdout.trim()).expect("one refusal document");
-    assert_eq!(doc["exit_code"], 4, "{show}");
+    assert_eq!(doc["exit_code"], 4, "{out}");
     assert!(
         doc["refused"]
             .as_str()
             .is_some_and(|r| r.contains(&format!("port {port}"))),
-        "the refusal names the port: {show}"
+        "the refusal names the port: {out}"
     );
     // Nothing was started: no daemon, no pm2.pid, no app.
-    assert!(lab.daemons().is_empty(), "no daemon was started: {show}");
-    assert!(!lab.path("pm2.pid").exists(), "no pm2.pid: {show}");
+    assert!(lab.daemons().is_empty(), "no daemon was started: {out}");
+    assert!(!lab.path("pm2.pid").exists(), "no pm2.pid: {out}");
     assert!(
         lab.home_procs().is_empty(),
         "no process of this home runs: {:?}",
@@ -1785,37 +1694,16 @@ fn resurrect_with_the_apps_already_running_reports_them() {
     let Some(mut lab) = Lab::with_pm2(PREFIX) else {
         return;
     };
-    let [port] = free_ports::<1>();
-    let port_s = port.to_string();
-    lab.pm2(
-        &["start", &app("http.js"), "--name", "web"],
-        &[("PORT", &port_s)],
-    );
-    wait_until("web to listen", SETTLE, || port_answers(port));
+    let port = lab.start_web(&[]);
     lab.pm2(&["save"], &[]);
     let web = lab.app_pid("web", 0);
-    let cli = real_cli().display().to_string();
-    let out = lab.doctor_raw(&[
-        "resurrect",
-        "--pm2",
-        &cli,
-        "--watch",
-        "2",
-        "--call-timeout",
-        "20",
-        "--format",
-        "json",
-    ]);
-    let show = format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.code, out.stdout, out.stderr
-    );
-    assert_eq!(out.code, 0, "{show}");
+    let out = lab.resurrect(&[]);
+    assert_eq!(out.code, 0, "{out}");
     let docs = out.docs();
     let apps = docs[0]["apps"].as_array().expect("apps");
-    assert_eq!(apps.len(), 1, "{show}");
-    assert_eq!(apps[0]["app"], "web:0", "{show}");
-    assert_eq!(apps[0]["stable"], true, "{show}");
+    assert_eq!(apps.len(), 1, "{out}");
+    assert_eq!(apps[0]["app"], "web:0", "{out}");
+    assert_eq!(apps[0]["stable"], true, "{out}");
     assert_eq!(http_pid(port), Some(web), "web was left running as it was");
     lab.finish();
 }
