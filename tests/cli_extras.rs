@@ -521,3 +521,113 @@ fn a_listener_in_another_pid_namespace_is_unknown_not_pid_0() {
     assert!(v["daemon"]["rpc"].get("server_pid").is_none(), "{v:#}");
     assert!(v["daemon"]["pub"].get("server_pid").is_none(), "{v:#}");
 }
+
+/// A daemon's pid files name a dead pid for a moment at every restart of a
+/// crash-looping app (the old process exited, maybe not yet reaped). Such a
+/// file is not stale: repair moving it aside would only race PM2's next
+/// write (and make undo conflict with it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_restarting_apps_pid_file_is_not_stale() {
+    use pm2_doctor::probe::{decode_frame, encode_frame};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("pids")).unwrap();
+    // web:0 just exited: a zombie its daemon has not reaped yet.
+    let zombie = 4_000_001;
+    fs::write(home.join("pids/web-0.pid"), zombie.to_string()).unwrap();
+    let me = std::process::id();
+    let h = home.display().to_string();
+    let snapshot = serde_json::json!({"self_pid": 1, "processes": [
+        {"pid": me, "ppid": 1, "start_time": 1_700_000_000, "sid": me, "uid": 1000,
+         "name": "PM2 v7.0.4: God", "cmd": [format!("PM2 v7.0.4: God Daemon ({h})")],
+         "env": {"home": h, "silent": true}},
+        {"pid": zombie, "ppid": me, "start_time": 1_700_000_100, "state": "zombie", "sid": zombie,
+         "uid": 1000, "name": "node", "cmd": [], "env": {}}
+    ]});
+    let snap = tmp.path().join("procs.json");
+    fs::write(&snap, snapshot.to_string()).unwrap();
+    let stale = |home: &std::path::Path| -> (serde_json::Value, Vec<serde_json::Value>) {
+        let out = doctor()
+            .args(["diagnose", "--format", "json", "--timeout", "1", "--home"])
+            .arg(home)
+            .arg("--process-snapshot")
+            .arg(&snap)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "pidfile.stale")
+            .unwrap()
+            .clone();
+        let found = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "pidfile.stale")
+            .cloned()
+            .collect();
+        (check, found)
+    };
+
+    // 1. The daemon answers and lists web:0: its file is its own business.
+    let rpc = UnixListener::bind(home.join("rpc.sock")).unwrap();
+    let _pub = UnixListener::bind(home.join("pub.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = rpc.accept().unwrap();
+        let (mut buf, mut calls, mut chunk) = (Vec::new(), Vec::new(), [0u8; 4096]);
+        while calls.len() < 2 {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "the probe hung up");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((args, used)) = decode_frame(&buf).unwrap() {
+                buf.drain(..used);
+                calls.push(args);
+            }
+        }
+        for call in &calls {
+            let reply: &[u8] = if call[0].windows(10).any(|w| w == b"getVersion") {
+                br#"j:{"args":["7.0.4"]}"#
+            } else {
+                br#"j:{"args":[[{"name":"web","pm_id":0,"pid":0,"pm2_env":{"status":"launching","restart_time":12}}]]}"#
+            };
+            s.write_all(&encode_frame(&[reply, &call[1]])).unwrap();
+        }
+        let _ = s.read(&mut chunk);
+    });
+    let (check, found) = stale(&home);
+    server.join().unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(check["status"], "ok", "{check}");
+
+    // 2. The daemon runs but gives no list (no socket here): a fresh file
+    // may be mid-restart, so the check cannot say.
+    fs::remove_file(home.join("rpc.sock")).unwrap();
+    let (check, found) = stale(&home);
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(check["status"], "unknown", "{check}");
+    assert!(
+        check["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may be restarting"),
+        "{check}"
+    );
+
+    // 3. An old file under the same daemon is stale as ever.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(home.join("pids/web-0.pid"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (check, found) = stale(&home);
+    assert_eq!(check["status"], "problem", "{check}");
+    assert_eq!(found.len(), 1, "{found:?}");
+}

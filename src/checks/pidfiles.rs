@@ -12,6 +12,10 @@ const IDS: [CheckId; 3] = [
     CheckId::PidfileInvalid,
 ];
 
+/// A pid file written this recently, while a daemon of this home runs but
+/// did not list its apps, may belong to an app between two restarts.
+const RESTART_WINDOW_SECS: u64 = 60;
+
 /// A process started this long after its pid file was written cannot be the
 /// process the file was written for. Generous, because start times are whole
 /// seconds and the daemon writes the file just after the spawn.
@@ -115,11 +119,36 @@ fn one(ctx: &Context, sink: &mut Sink, pf: &PidFile) {
     // when the app exits and writes a new one at each restart, so during a
     // restart the file names a dead pid for a moment. Not stale.
     let managed_id = pf.pm_id.map(u64::from);
+    let listed = match &ctx.daemon.rpc {
+        Some(crate::probe::ProbeOutcome::Answered(r)) => r.apps.as_deref(),
+        _ => None,
+    };
     let daemon_runs_it = managed_id.is_some()
-        && matches!(&ctx.daemon.rpc, Some(crate::probe::ProbeOutcome::Answered(r))
-            if r.apps.iter().flatten().any(|a| a.pm_id == managed_id));
-    let Some(p) = ctx.procs.get(pid) else {
+        && listed.is_some_and(|apps| apps.iter().any(|a| a.pm_id == managed_id));
+    // A daemon of this home runs but gave no app list (slow, or wedged): a
+    // file it wrote moments ago may be an app's between two restarts, which
+    // moving aside would only race with PM2's next write.
+    let maybe_restarting = listed.is_none()
+        && !ctx.membership.daemons.is_empty()
+        && written.is_some_and(|w| unix_secs(ctx.now).saturating_sub(w) < RESTART_WINDOW_SECS);
+    let dead = |sink: &mut Sink| -> bool {
         if daemon_runs_it {
+            return true;
+        }
+        if maybe_restarting {
+            sink.unknown(
+                CheckId::PidfileStale,
+                format!(
+                    "{} names a dead pid, but a daemon of this home is running without listing its apps and the file is less than {RESTART_WINDOW_SECS} s old: its app may be restarting",
+                    pf.path.display()
+                ),
+            );
+            return true;
+        }
+        false
+    };
+    let Some(p) = ctx.procs.get(pid) else {
+        if dead(sink) {
             return;
         }
         sink.push(with_pid(base(
@@ -133,6 +162,10 @@ fn one(ctx: &Context, sink: &mut Sink, pf: &PidFile) {
         return;
     };
     if !p.is_alive() {
+        // Exited and not yet reaped by its daemon: a restart in progress.
+        if dead(sink) {
+            return;
+        }
         sink.push(with_process(
             base(
                 CheckId::PidfileStale,
