@@ -613,6 +613,18 @@ fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
         "{f}"
     );
     assert_eq!(f["evidence"]["pm2_pid"], second, "{f}");
+    // The kernel names the listeners: the new daemon on rpc.sock, the old
+    // one still on pub.sock. No daemon serves both, so none is kept.
+    assert_eq!(f["evidence"]["rpc_listener_pid"], second, "{f}");
+    assert_eq!(f["evidence"]["pub_listener_pid"], first, "{f}");
+    assert!(f["evidence"].get("serving_pid").is_none(), "{f}");
+    let fix = f["fix"]["description"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains(&format!(
+            "no daemon serves both sockets: pid {second} listens on rpc.sock, pid {first} on pub.sock"
+        )),
+        "{f}"
+    );
     // The ghost still runs its app: managed (by the ghost), not an orphan.
     assert!(port_answers(port), "the ghost's app keeps serving");
     assert!(
@@ -621,6 +633,85 @@ fn deleting_rpc_sock_under_a_live_daemon_makes_a_duplicate() {
             .all(|o| evidence_pid(o) != web),
         "{}",
         d.pretty()
+    );
+    lab.finish();
+}
+
+/// Both sockets deleted under a live daemon: the next pm2 command starts a
+/// second daemon that binds both, and the first becomes a ghost with its
+/// app. Repair stops the ghost (and its app with it) and keeps the daemon
+/// every pm2 command reaches.
+#[test]
+fn repair_keeps_the_daemon_serving_both_sockets_and_stops_the_ghost() {
+    let _serial = serial();
+    let Some(mut lab) = Lab::with_pm2(PREFIX) else {
+        return;
+    };
+    let port = lab.start_web(&[]);
+    let ghost = lab.daemon_pid();
+    let web = lab.app_pid("web", 0);
+    fs::remove_file(lab.path("rpc.sock")).expect("remove rpc.sock");
+    fs::remove_file(lab.path("pub.sock")).expect("remove pub.sock");
+    lab.pm2(&["ping"], &[]);
+    let serving = lab.daemon_pid();
+    assert_ne!(ghost, serving, "pm2 ping started a second daemon");
+    assert_eq!(lab.daemons().len(), 2, "both daemons run");
+
+    let d = lab.diagnose(&[]);
+    let f = d.one("daemon.duplicate");
+    assert_eq!(f["evidence"]["serving_pid"], serving, "{f}");
+    assert_eq!(f["fix"]["safety"], "disruptive", "{f}");
+
+    let r = lab.repair(&["--yes"]);
+    // The ghost was stopped; its app went with it (PM2 stops its apps on
+    // SIGTERM) or was stopped as the orphan it became.
+    let sig = signalled(r.array("results"));
+    assert!(
+        sig.contains_key(&ghost),
+        "the ghost was stopped:
+{}",
+        r.pretty()
+    );
+    assert!(
+        !sig.contains_key(&serving),
+        "the serving daemon was not signalled:
+{}",
+        r.pretty()
+    );
+    assert!(
+        sig.keys().all(|p| *p == ghost || *p == web),
+        "nothing else was signalled:
+{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.code & 8,
+        0,
+        "no operational error:
+{}",
+        r.pretty()
+    );
+    wait_until("the ghost and its app to be gone", SETTLE, || {
+        !procfs::alive(ghost) && !procfs::alive(web)
+    });
+    assert!(procfs::alive(serving), "the serving daemon runs on");
+    assert_eq!(lab.daemons(), vec![serving], "one daemon is left");
+    assert!(
+        !port_answers(port),
+        "the ghost's app no longer holds its port"
+    );
+    // And pm2 reaches it: the daemon answers on its sockets.
+    let after = lab.diagnose(&[]);
+    assert_eq!(
+        after.json["daemon"]["rpc"]["state"],
+        "answered",
+        "{}",
+        after.pretty()
+    );
+    assert!(
+        after.findings("daemon.duplicate").is_empty(),
+        "{}",
+        after.pretty()
     );
     lab.finish();
 }
