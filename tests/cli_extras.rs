@@ -3,14 +3,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use assert_cmd::Command;
+use common::doctor::Out;
 use std::fs;
+use std::path::Path;
 
 fn doctor() -> Command {
     let mut c = Command::cargo_bin("pm2-doctor").unwrap();
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
+}
+
+/// `pm2-doctor diagnose --format json --home HOME [extra]` with `env`, its
+/// one JSON document checked.
+fn diagnose_json(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = common::doctor::sandboxed(home.parent().unwrap_or(home));
+    cmd.args(["diagnose", "--format", "json", "--home"])
+        .arg(home)
+        .args(extra)
+        .envs(env.iter().copied());
+    common::doctor::run(cmd, "diagnose").expect_json()
 }
 
 const SECRETS: &[&str] = &[
@@ -252,25 +267,10 @@ fn crash_loop_thresholds_are_flags() {
         .collect();
     fs::write(home.join("pm2.log"), log).unwrap();
     let loops = |extra: &[&str]| -> Vec<String> {
-        let out = doctor()
-            .args([
-                "diagnose",
-                "--format",
-                "json",
-                "--only",
-                "app.crash-loop",
-                "--timeout",
-                "0.5",
-                "--home",
-            ])
-            .arg(&home)
-            .args(extra)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["findings"]
-            .as_array()
-            .unwrap()
+        let mut args = vec!["--only", "app.crash-loop", "--timeout", "0.5"];
+        args.extend_from_slice(extra);
+        diagnose_json(&home, &args, &[])
+            .findings("app.crash-loop")
             .iter()
             .map(|f| f["summary"].as_str().unwrap().to_string())
             .collect()
@@ -317,24 +317,13 @@ fn the_daemon_listening_on_both_sockets_is_named() {
     let snapshot = serde_json::json!({"self_pid": 1, "processes": [daemon(ghost, 1_700_000_000), daemon(me, 1_700_000_100)]});
     let snap = tmp.path().join("procs.json");
     fs::write(&snap, snapshot.to_string()).unwrap();
-    let out = doctor()
-        .args(["diagnose", "--format", "json", "--timeout", "0.3", "--home"])
-        .arg(&home)
-        .arg("--process-snapshot")
-        .arg(&snap)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let find = |id: &str| {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["check"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {v:#}"))
-            .clone()
-    };
-    let dup = find("daemon.duplicate");
+    let snap_s = snap.display().to_string();
+    let out = diagnose_json(
+        &home,
+        &["--timeout", "0.3", "--process-snapshot", &snap_s],
+        &[],
+    );
+    let dup = out.one("daemon.duplicate");
     assert_eq!(dup["evidence"]["serving_pid"], me, "{dup:#}");
     assert_eq!(dup["evidence"]["rpc_listener_pid"], me, "{dup:#}");
     assert_eq!(dup["evidence"]["pub_listener_pid"], me, "{dup:#}");
@@ -354,10 +343,11 @@ fn the_daemon_listening_on_both_sockets_is_named() {
     assert_eq!(ghost_row["serves_rpc_sock"], false, "{ghost_row}");
     assert_eq!(ghost_row["serves_pub_sock"], false, "{ghost_row}");
     // The same listener never answered: it is the wedged one.
-    let wedged = find("daemon.unresponsive");
+    let wedged = out.one("daemon.unresponsive");
     assert_eq!(wedged["evidence"]["listener_pid"], me, "{wedged:#}");
-    assert_eq!(v["daemon"]["rpc"]["server_pid"], me, "{v:#}");
-    assert_eq!(v["daemon"]["pub"]["server_pid"], me, "{v:#}");
+    let daemon = &out.json["daemon"];
+    assert_eq!(daemon["rpc"]["server_pid"], me, "{daemon:#}");
+    assert_eq!(daemon["pub"]["server_pid"], me, "{daemon:#}");
 }
 
 /// A process whose /proc files block (stuck in the kernel, as when `ps`
@@ -374,33 +364,18 @@ fn a_stuck_process_table_read_is_abandoned_at_its_deadline() {
     fs::write(home.join("pids/web-0.pid"), "4000001").unwrap();
     fs::write(home.join("dump.pm2"), "[{\"name\":").unwrap();
     let started = std::time::Instant::now();
-    let out = doctor()
-        .env("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")
-        .args(["diagnose", "--format", "json", "--timeout", "0.5", "--home"])
-        .arg(&home)
-        .timeout(std::time::Duration::from_secs(30))
-        .output()
-        .unwrap();
+    let stall = [("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")];
+    let out = diagnose_json(&home, &["--timeout", "0.5"], &stall);
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(
-        v["exit_code"], 12,
-        "dump.corrupt (4) + incomplete (8): {v:#}"
+        out.code,
+        12,
+        "dump.corrupt (4) + incomplete (8):\n{}",
+        out.pretty()
     );
-    assert_eq!(out.status.code(), Some(12));
-    let status = |id: &str| {
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
     for id in ["daemon.pid-stale", "pidfile.stale", "process.orphan"] {
-        let c = status(id);
+        let c = out.check(id);
         assert_eq!(
             c["status"], "unknown",
             "{id} must not be judged on an empty table: {c}"
@@ -410,16 +385,9 @@ fn a_stuck_process_table_read_is_abandoned_at_its_deadline() {
             reason.contains("could not be read within 5.0 s") && reason.contains("process 1 "),
             "{reason}"
         );
+        assert!(out.findings(id).is_empty(), "{}", out.pretty());
     }
-    assert_eq!(status("dump.corrupt")["status"], "problem");
-    let findings: Vec<&str> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
-    assert!(!findings.contains(&"daemon.pid-stale"), "{findings:?}");
-    assert!(!findings.contains(&"pidfile.stale"), "{findings:?}");
+    assert_eq!(out.status("dump.corrupt"), "problem");
     // A person reads the reason once, on the daemon line.
     let human = doctor()
         .env("PM2_DOCTOR_TEST_STALL_PROC_READ", "1")
@@ -549,30 +517,15 @@ fn a_restarting_apps_pid_file_is_not_stale() {
     ]});
     let snap = tmp.path().join("procs.json");
     fs::write(&snap, snapshot.to_string()).unwrap();
-    let stale = |home: &std::path::Path| -> (serde_json::Value, Vec<serde_json::Value>) {
-        let out = doctor()
-            .args(["diagnose", "--format", "json", "--timeout", "1", "--home"])
-            .arg(home)
-            .arg("--process-snapshot")
-            .arg(&snap)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let check = v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == "pidfile.stale")
-            .unwrap()
-            .clone();
-        let found = v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["check"] == "pidfile.stale")
-            .cloned()
-            .collect();
-        (check, found)
+    let snap_s = snap.display().to_string();
+    let stale = |home: &Path| -> (serde_json::Value, Vec<serde_json::Value>) {
+        let out = diagnose_json(
+            home,
+            &["--timeout", "1", "--process-snapshot", &snap_s],
+            &[],
+        );
+        let found = out.findings("pidfile.stale").into_iter().cloned().collect();
+        (out.check("pidfile.stale").clone(), found)
     };
 
     // 1. The daemon answers and lists web:0: its file is its own business.

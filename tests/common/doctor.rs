@@ -125,6 +125,14 @@ impl Out {
             .collect()
     }
 
+    /// The entry of check `id` in `checks` (`status`, `reason`, …).
+    pub fn check(&self, id: &str) -> &Value {
+        self.array("checks")
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id} in\n{}", self.pretty()))
+    }
+
     /// The status of check `id` in `checks`.
     pub fn status(&self, id: &str) -> &str {
         self.array("checks")
