@@ -28,19 +28,12 @@ use crate::findings::{CheckId, CheckStatus, Finding, Safety, Severity};
 use crate::repair::journal::ActionState;
 use crate::repair::plan::{Action, Plan, Role, Step};
 use crate::repair::{self, Io, Mode, RepairOptions, RepairReport};
+use crate::report::style::{BLUE, BOLD, DIM, GREEN, RED, YELLOW};
 use crate::{home, report, resurrect};
-use anstyle::{AnsiColor, Style};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-const RED: Style = AnsiColor::Red.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const BLUE: Style = AnsiColor::Cyan.on_default();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
 
 /// Deadline of each `pm2` call when bringing the apps back (as `resurrect`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -642,12 +635,7 @@ impl Wizard<'_> {
             )?;
         }
         for a in &rep.records {
-            let (mark, st) = match a.state {
-                ActionState::Done => ("✓", GREEN),
-                ActionState::Skipped => ("-", YELLOW),
-                ActionState::Failed => ("✗", RED),
-                _ => ("?", YELLOW),
-            };
+            let (mark, st) = crate::report::style::action_mark(a.state);
             writeln!(
                 self.out,
                 "  {st}{mark}{st:#} {:>2}. {}: {}",

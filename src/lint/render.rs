@@ -4,18 +4,12 @@
 use super::rules::RULES;
 use super::{LintReport, LintStatus};
 use crate::findings::{Finding, Severity};
-use anstyle::{AnsiColor, Style};
+use crate::report::style::{BLUE, BOLD, DIM, GREEN, RED, YELLOW};
+use anstyle::Style;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-const RED: Style = AnsiColor::Red.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const BLUE: Style = AnsiColor::Cyan.on_default();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
 
 pub fn document(r: &LintReport, exit_code: i32) -> Value {
     let mut doc = json!({

@@ -4,15 +4,10 @@
 use super::daemon_line;
 use crate::diagnose::Diagnosis;
 use crate::findings::{CheckId, CheckStatus, Finding, Severity};
-use anstyle::{AnsiColor, Style};
+use crate::report::style::{BLUE, BOLD, DIM, GREEN, RED, YELLOW};
+use anstyle::Style;
 use std::io::{self, Write};
 
-const RED: Style = AnsiColor::Red.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const BLUE: Style = AnsiColor::Cyan.on_default();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
 /// PM2's RPC pipe on Windows, the same for every home.
 const RPC_PIPE: &str = r"\\.\pipe\rpc.sock";
 

@@ -7,6 +7,7 @@ pub mod json;
 pub mod prometheus;
 pub mod repair;
 pub mod resurrect;
+pub mod style;
 
 use crate::diagnose::Diagnosis;
 use crate::probe::ProbeOutcome;

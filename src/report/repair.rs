@@ -2,19 +2,13 @@
 //! how to undo.
 
 use crate::findings::{Safety, Severity};
-use crate::repair::journal::ActionState;
 use crate::repair::plan::Plan;
 use crate::repair::undo::{FileVerdict, UndoReport};
 use crate::repair::{Mode, RepairReport};
-use anstyle::{AnsiColor, Style};
+use crate::report::style::{BOLD, DIM, GREEN, RED, YELLOW};
+use anstyle::Style;
 use std::io::{self, Write};
 use std::path::Path;
-
-const RED: Style = AnsiColor::Red.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
 
 fn safety_style(s: Safety) -> Style {
     match s {
@@ -82,12 +76,7 @@ pub fn render(out: &mut dyn Write, r: &RepairReport) -> io::Result<()> {
         writeln!(out, "{BOLD}results{BOLD:#}:")?;
     }
     for a in &r.records {
-        let (mark, st) = match a.state {
-            ActionState::Done => ("✓", GREEN),
-            ActionState::Skipped => ("-", YELLOW),
-            ActionState::Failed => ("✗", RED),
-            _ => ("?", YELLOW),
-        };
+        let (mark, st) = crate::report::style::action_mark(a.state);
         writeln!(
             out,
             "  {st}{mark}{st:#} {:>2}. {}: {}",

@@ -1,14 +1,9 @@
 //! Rendering a resurrect: the source and why, each pm2 call, each app's
 //! state after the watch window.
 
+use crate::report::style::{BOLD, DIM, GREEN, RED};
 use crate::resurrect::Outcome;
-use anstyle::{AnsiColor, Style};
 use std::io::{self, Write};
-
-const RED: Style = AnsiColor::Red.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
 
 pub fn render(out: &mut dyn Write, o: &Outcome) -> io::Result<()> {
     writeln!(
